@@ -1,0 +1,1 @@
+"""The Litestar service: routes, request and response structs, auth, errors."""

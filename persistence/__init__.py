@@ -1,0 +1,1 @@
+"""SQLAlchemy models and queries shared by api, stacks and scheduler."""

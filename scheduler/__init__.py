@@ -1,0 +1,1 @@
+"""APScheduler jobs, the OCI registry client and auto-update policies."""

@@ -1,0 +1,64 @@
+"""Service settings, read once from the environment.
+
+Every setting has an embedded default so `make run` works on a fresh machine:
+a data folder under the checkout, SQLite, a `file://` Pulumi backend inside the
+data folder and the local cluster's kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: Path
+    database_url: str
+    backend_url: str
+    passphrase: str
+    pulumi_home: Path
+    kubeconfig: Path | None
+    base_domain: str = "shipstack.localhost"
+    # The local cluster has an ingress status writer; a real cluster without an
+    # ingress controller sets this false so Ingresses are not awaited.
+    ingress_controller: bool = True
+    billing_enabled: bool = False
+    workers: int = 4
+    operation_timeout_s: int = 600
+    rate_limit_per_minute: int = 600
+
+    @property
+    def stacks_dir(self) -> Path:
+        """One persistent Pulumi workspace folder per stack (salt, config)."""
+        return self.data_dir / "stacks"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        data_dir = Path(e.get("SHIPSTACK_DATA", str(REPO_ROOT / ".shipstack"))).resolve()
+        cache = Path(e.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
+        kubeconfig = e.get("KUBECONFIG") or str(data_dir / "cluster" / "kubeconfig")
+        return cls(
+            data_dir=data_dir,
+            database_url=e.get("SHIPSTACK_DATABASE_URL", f"sqlite:///{data_dir / 'shipstack.db'}"),
+            backend_url=e.get("PULUMI_BACKEND_URL", f"file://{data_dir / 'state'}"),
+            passphrase=e.get("PULUMI_CONFIG_PASSPHRASE", "shipstack-local-passphrase"),
+            pulumi_home=Path(e.get("PULUMI_HOME", str(cache / "pulumi-home"))),
+            kubeconfig=Path(kubeconfig),
+            base_domain=e.get("SHIPSTACK_BASE_DOMAIN", "shipstack.localhost"),
+            ingress_controller=_bool(e.get("SHIPSTACK_INGRESS_CONTROLLER"), True),
+            billing_enabled=_bool(e.get("SHIPSTACK_BILLING"), False),
+            workers=int(e.get("SHIPSTACK_WORKERS", "4")),
+            operation_timeout_s=int(e.get("SHIPSTACK_OPERATION_TIMEOUT", "600")),
+            rate_limit_per_minute=int(e.get("SHIPSTACK_RATE_LIMIT", "600")),
+        )
