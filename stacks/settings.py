@@ -36,6 +36,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 4
     operation_timeout_s: int = 600
     rate_limit_per_minute: int = 600
+    # Browser sessions (api/auth): lifetime, and whether the cookie is marked
+    # Secure. Off by default only because `make run` serves plain http on
+    # localhost; production behind TLS sets SHIPSTACK_SECURE_COOKIES=1.
+    session_ttl_s: int = 12 * 3600
+    session_cookie_secure: bool = False
+    # Failed logins allowed per (user, client IP) in each window before 429.
+    login_max_attempts: int = 5
+    login_window_s: int = 300
 
     @property
     def stacks_dir(self) -> Path:
@@ -61,4 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             workers=int(e.get("SHIPSTACK_WORKERS", "4")),
             operation_timeout_s=int(e.get("SHIPSTACK_OPERATION_TIMEOUT", "600")),
             rate_limit_per_minute=int(e.get("SHIPSTACK_RATE_LIMIT", "600")),
+            session_ttl_s=int(e.get("SHIPSTACK_SESSION_TTL", str(12 * 3600))),
+            session_cookie_secure=_bool(e.get("SHIPSTACK_SECURE_COOKIES"), False),
+            login_max_attempts=int(e.get("SHIPSTACK_LOGIN_MAX_ATTEMPTS", "5")),
+            login_window_s=int(e.get("SHIPSTACK_LOGIN_WINDOW", "300")),
         )
