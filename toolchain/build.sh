@@ -120,6 +120,8 @@ for c in kube-apiserver kube-controller-manager kube-scheduler; do
 done
 build kwok "$KWOK_VERSION" "$here/kwok" sigs.k8s.io/kwok/cmd/kwok \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+kwok_src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+cp "$kwok_src/kustomize/metrics/resource/metrics-resource.yaml" "$bin/kwok-metrics-resource.yaml"
 build metrics-server "$METRICS_SERVER_VERSION" "$here/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server \
   "-X k8s.io/client-go/pkg/version.gitVersion=v$METRICS_SERVER_VERSION"
 

@@ -1,0 +1,79 @@
+"""Pulumi workspaces for deployments: one stack per deployment, all in project
+`shipstack`, in one backend.
+
+Every stack's config file (`Pulumi.<stack>.yaml`, which also carries the
+passphrase salt) lives in one persistent folder, `<data>/stacks/`, so secrets
+stay readable across restarts and a person can point the CLI at the same file
+(`pulumi preview -s NAME --config-file .shipstack/stacks/Pulumi.NAME.yaml`).
+The CLI never reaches for the network: plugins come from shipstack's own
+PULUMI_HOME and update checks are off.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from stacks.settings import Settings
+
+PROJECT = "shipstack"
+
+
+def engine_env(settings: Settings) -> dict[str, str]:
+    """Environment for every pulumi CLI process shipstack starts."""
+    cache = Path(os.environ.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
+    return {
+        "PULUMI_BACKEND_URL": settings.backend_url,
+        "PULUMI_CONFIG_PASSPHRASE": settings.passphrase,
+        "PULUMI_HOME": str(settings.pulumi_home),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # The salt is also kept in the state, so a person with only the
+        # backend and the passphrase can still decrypt history.
+        "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": "true",
+        # Diagnostics without ANSI colour codes, for lastError and logs.
+        "PULUMI_SKIP_CONFIRMATIONS": "true",
+        "NO_COLOR": "1",
+        "PATH": f"{cache / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+@functools.cache
+def pulumi_command(cli_root: str) -> auto.PulumiCommand:
+    """One PulumiCommand per process: constructing it runs `pulumi version`."""
+    return auto.PulumiCommand(root=cli_root)
+
+
+def cli_root() -> str:
+    """The folder whose bin/pulumi is the CLI built by toolchain/build.sh."""
+    return os.environ.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack"))
+
+
+def workspace_options(settings: Settings) -> auto.LocalWorkspaceOptions:
+    work_dir = settings.stacks_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if settings.backend_url.startswith("file://"):
+        Path(settings.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        pulumi_home=str(settings.pulumi_home),
+        env_vars=engine_env(settings),
+        secrets_provider="passphrase",
+        project_settings=auto.ProjectSettings(
+            name=PROJECT,
+            runtime="python",
+            backend=auto.ProjectBackend(url=settings.backend_url),
+        ),
+        pulumi_command=pulumi_command(cli_root()),
+    )
+
+
+def stack(settings: Settings, name: str, program: Callable[[], None]) -> auto.Stack:
+    """Selects the deployment's stack, creating it the first time."""
+    return auto.create_or_select_stack(
+        stack_name=name, project_name=PROJECT, program=program, opts=workspace_options(settings)
+    )

@@ -1,0 +1,48 @@
+"""Session-wide real parts: the local cluster and shipstack settings pointing
+at it. Tests that need them are marked `cluster`; they need `make toolchain`
+to have run (`make test` does it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stacks.settings import Settings
+from toolchain.cluster import LocalCluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A fresh local cluster for this test run, on free ports, stopped at the end."""
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    local.up()
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def settings(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of a service whose data folder, backend and database are this run's own."""
+    data = tmp_path_factory.mktemp("data")
+    env = dict(os.environ)
+    env.update(
+        SHIPSTACK_DATA=str(data),
+        KUBECONFIG=str(cluster.kubeconfig_path),
+        PULUMI_BACKEND_URL=f"file://{data / 'state'}",
+    )
+    env.pop("SHIPSTACK_DATABASE_URL", None)
+    return Settings.from_env(env)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "cluster" in item.fixturenames or "settings" in item.fixturenames:
+            item.add_marker(pytest.mark.cluster)
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
