@@ -46,3 +46,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+_POSTGRES = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Starts a throwaway PostgreSQL before collection, so tests parametrized
+    over databases see SHIPSTACK_TEST_POSTGRES_URL; skipped when one is given."""
+    global _POSTGRES
+    if os.environ.get("SHIPSTACK_TEST_POSTGRES_URL") or hasattr(config, "workerinput"):
+        return
+    from tests.postgres import TempPostgres
+
+    pg = TempPostgres()
+    if not pg.available:
+        return
+    os.environ["SHIPSTACK_TEST_POSTGRES_URL"] = pg.start()
+    _POSTGRES = pg
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _POSTGRES is not None:
+        _POSTGRES.stop()

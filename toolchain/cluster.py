@@ -153,7 +153,10 @@ def kubeconfig(pki: Path, server: str, user: str) -> str:
                 {"name": "shipstack-local", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}
             ],
             "users": [
-                {"name": user, "user": {"client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}
+                {
+                    "name": user,
+                    "user": {"client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")},
+                }
             ],
             "contexts": [{"name": "shipstack-local", "context": {"cluster": "shipstack-local", "user": user}}],
             "current-context": "shipstack-local",
@@ -326,47 +329,43 @@ def node(name: str) -> dict:
     }
 
 
+def _binding(name: str, role_kind: str, role: str, user: str, namespace: str | None = None) -> tuple[str, dict]:
+    """A (Cluster)RoleBinding of `role` to `user`, with the path to POST it to."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    path = f"{rbac}/namespaces/{namespace}/rolebindings" if namespace else f"{rbac}/clusterrolebindings"
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return path, {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+
+
 def metrics_objects(port: int) -> list[tuple[str, dict]]:
-    """RBAC, a Service and an APIService for metrics-server on loopback.
+    """RBAC, a Service and an APIService for metrics-server on loopback, and
+    kwok's own permissions.
 
     The Service is an ExternalName pointing at localhost: the aggregator
     resolves ExternalName services to that host, and Endpoints may not hold
     loopback addresses.
     """
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    ms = "system:metrics-server"
     return [
-        (f"{rbac}/clusterroles", {
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "system:metrics-server"},
+            "metadata": {"name": ms},
             "rules": [
                 {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
                 {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
             ],
         }),
-        (f"{rbac}/clusterrolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "system:metrics-server"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:metrics-server"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:metrics-server"}],
-        }),
-        (f"{rbac}/clusterrolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "metrics-server:system:auth-delegator"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:metrics-server"}],
-        }),
-        (f"{rbac}/namespaces/kube-system/rolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": "metrics-server-auth-reader", "namespace": "kube-system"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "extension-apiserver-authentication-reader"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:metrics-server"}],
-        }),
-        (f"{rbac}/clusterrolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "kwok-controller"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kwok-controller"}],
-        }),
+        _binding(ms, "ClusterRole", ms, ms),
+        _binding("metrics-server:system:auth-delegator", "ClusterRole", "system:auth-delegator", ms),
+        _binding("metrics-server-auth-reader", "Role", "extension-apiserver-authentication-reader", ms, "kube-system"),
+        _binding("kwok-controller", "ClusterRole", "cluster-admin", "kwok-controller"),
         ("/api/v1/namespaces/kube-system/services", {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "metrics-server", "namespace": "kube-system"},
@@ -559,11 +558,11 @@ class LocalCluster:
             status, body = api.request("GET", "/api/v1/nodes")
             if status != 200 or not isinstance(body, dict):
                 return False
-            ready = [
-                n for n in body.get("items", [])
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
-            ]  # fmt: skip
-            return len(ready) == len(NODES)
+            def ready(n: dict) -> bool:
+                conditions = n.get("status", {}).get("conditions", [])
+                return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+            return sum(ready(n) for n in body.get("items", [])) == len(NODES)
 
         wait_for("kwok to mark the nodes Ready", nodes_ready, 120)
         wait_for(

@@ -42,7 +42,7 @@ class ProgramLanguageServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__(program=lambda: None)
 
-    def Run(self, request, context):  # noqa: N802 - gRPC method name
+    def Run(self, request, context):
         main = entry_point(request)
         root = str(main.parent.parent)
         if root not in sys.path:

@@ -1,0 +1,41 @@
+"""What a queued operation asks for, and the spec it leads to: pure functions.
+
+The API records a *change* (new env, a restart, another image...) rather than
+a whole new spec, and the worker applies it to the spec the stack holds when
+the operation runs. So two writes queued back to back compose instead of the
+second silently undoing the first, and a change that leaves the spec as it is
+starts no Pulumi update.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from programs.spec import AutoUpdate, DeploymentSpec
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Fields left as None are kept from the current spec."""
+
+    env: dict[str, str] | None = None
+    image: str | None = None
+    visibility: str | None = None
+    strategy: str | None = None
+    auto_update: AutoUpdate | None = None
+    restart_stamp: str | None = None
+    rollback_version: int | None = None
+
+
+def apply_change(current: DeploymentSpec, change: Change) -> DeploymentSpec:
+    """The spec after `change`; rollback is resolved by the engine, not here."""
+    updates = {
+        field: getattr(change, field)
+        for field in ("env", "image", "visibility", "strategy", "auto_update", "restart_stamp")
+        if getattr(change, field) is not None
+    }
+    return msgspec.structs.replace(current, **updates) if updates else current
+
+
+def with_placement(spec: DeploymentSpec, base_domain: str, ingress_controller: bool) -> DeploymentSpec:
+    """Where the service deploys now wins over what an old revision recorded."""
+    return msgspec.structs.replace(spec, base_domain=base_domain, ingress_controller=ingress_controller)
