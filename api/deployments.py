@@ -114,8 +114,9 @@ def _bad(errors: list[str]) -> ApiError:
 
 
 def _state(request: Request) -> tuple[Settings, sessionmaker[Session], Any]:
+    """Settings, the read session factory and the operation runner."""
     st: State = request.app.state
-    return st.settings, st.sessions, st.runner
+    return st.settings, st.session_factory, st.runner
 
 
 def _json_response(status: int, body: msgspec.Struct | bytes) -> Response:
@@ -131,7 +132,9 @@ def _write(
 ) -> Response:
     """Runs a write in one transaction, honouring Idempotency-Key, then wakes the runner."""
     _need(principal, WRITE)
-    _, sessions, runner = _state(request)
+    _, _, runner = _state(request)
+    # SQLite: BEGIN IMMEDIATE, so read-then-write (name checks, tier counts) cannot race.
+    sessions: sessionmaker[Session] = request.app.state.write_session_factory
     key = request.headers.get(idempotency.HEADER)
     raw_body = msgspec.json.encode(body)
     with sessions() as db, db.begin():

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -272,11 +273,15 @@ def _release_stale_lock(settings: Settings, name: str) -> None:
     lock_dir = root / ".pulumi" / "locks" / "organization" / workspace.PROJECT / name
     for lock in lock_dir.glob("*.json") if lock_dir.exists() else []:
         try:
-            pid = int(json.loads(lock.read_text()).get("pid", 0))
+            info = json.loads(lock.read_text())
         except (OSError, ValueError):
-            pid = 0
-        if pid and _pid_alive(pid):
-            raise EngineError(f"stack {name} is locked by a running pulumi process (pid {pid})")
+            info = {}
+        pid, host = int(info.get("pid") or 0), info.get("hostname") or socket.gethostname()
+        if host != socket.gethostname() or (pid and _pid_alive(pid)):
+            raise EngineError(
+                f"stack {name} is locked by pulumi process {pid} on {host}; if that process is gone, "
+                f"run 'pulumi cancel -s {name}' and retry"
+            )
         lock.unlink(missing_ok=True)
 
 

@@ -1,0 +1,35 @@
+"""The whole service: the Litestar app with the deployment routes and the
+operation runner that carries out what they accept."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from api import deployments
+from api.app import create_app
+from stacks.runner import Runner
+from stacks.settings import Settings
+
+
+def build_app(settings: Settings | None = None, *, run_operations: bool = True) -> Litestar:
+    """`run_operations=False` serves the API without workers (another process runs them)."""
+    settings = settings or Settings.from_env()
+
+    def start_runner(app: Litestar) -> None:
+        state: State = app.state
+        state.runner = Runner(settings, state.write_session_factory)
+        if run_operations:
+            state.runner.start()
+
+    def stop_runner(app: Litestar) -> None:
+        runner: Runner | None = getattr(app.state, "runner", None)
+        if runner is not None:
+            runner.stop()
+
+    return create_app(
+        settings,
+        extra_route_handlers=deployments.ROUTES,
+        on_startup=[start_runner],
+        on_shutdown=[stop_runner],
+    )

@@ -1,0 +1,79 @@
+"""The whole service against the real parts: the Litestar app with its
+operation runner, the real pulumi engine and provider, the local cluster, and
+the database (SQLite, and PostgreSQL when the run has one)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+import pytest
+from litestar.testing import TestClient
+
+from api.credentials import new_api_key
+from api.service import build_app
+from persistence.accounts import add_user
+from persistence.keys import add_key
+from stacks.settings import Settings
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SHIPSTACK_TEST_POSTGRES_URL") else [])
+
+
+@dataclass
+class Service:
+    client: TestClient
+    settings: Settings
+    headers: dict[str, str]
+
+    def wait_status(self, name: str, want: set[str], timeout: float = 300) -> dict:
+        """Polls the public status route until the deployment reaches one of `want`."""
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            r = self.client.get(f"/api/deployments/status?name={name}&wait=10", headers=self.headers)
+            if r.status_code == 404 and "Gone" in want:
+                return {"status": "Gone"}
+            assert r.status_code == 200, r.text
+            body = r.json()
+            if body["status"] in want:
+                return body
+        pytest.fail(f"{name} did not reach {want} in {timeout} s; last status {body}")
+
+    def wait_operation(self, op_id: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.client.get(f"/api/operations/{op_id}", headers=self.headers)
+            assert r.status_code == 200, r.text
+            if r.json()["status"] in ("succeeded", "failed"):
+                return r.json()
+            time.sleep(0.5)
+        pytest.fail(f"operation {op_id} did not finish in {timeout} s")
+
+
+@pytest.fixture(params=DATABASES)
+def service(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Iterator[Service]:
+    """A running service on its own database; stacks share the run's backend."""
+    if request.param == "postgresql":
+        from sqlalchemy import create_engine, text
+
+        url = os.environ["SHIPSTACK_TEST_POSTGRES_URL"]
+        engine = create_engine(url)
+        with engine.begin() as conn:  # a clean schema per test
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        engine.dispose()
+    else:
+        url = f"sqlite:///{tmp_path / 'shipstack.db'}"
+    svc_settings = msgspec.structs.replace(settings, database_url=url)
+    app = build_app(svc_settings)
+    with TestClient(app, timeout=120) as client:
+        with app.state.write_session_factory() as db, db.begin():
+            user = add_user(db, "tester", password_hash=None)
+            key, prefix, digest = new_api_key()
+            add_key(
+                db, prefix=prefix, secret_hash=digest, name="tests", user_id=user.id,
+                scopes=["deployments:read", "deployments:write"],
+            )  # fmt: skip
+        yield Service(client=client, settings=svc_settings, headers={"Authorization": f"Bearer {key}"})

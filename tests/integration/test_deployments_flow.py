@@ -1,0 +1,135 @@
+"""A deployment's whole life through the REST API, against the real engine,
+provider and cluster: create, Ready with ingresses, config update, a no-op
+write, restart, history, preview, rollback, delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+from kubernetes import client, config
+
+from stacks import workspace
+from stacks.settings import REPO_ROOT
+from tests.integration.conftest import Service
+
+
+def kube(service: Service) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(service.settings.kubeconfig))
+
+
+def pod_names(api: client.ApiClient, namespace: str) -> set[str]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace).items
+    return {p.metadata.name for p in pods if p.metadata.deletion_timestamp is None and p.status.phase == "Running"}
+
+
+def cli_history(service: Service, name: str) -> list[dict]:
+    env = {**os.environ, **workspace.engine_env(service.settings)}
+    out = subprocess.run(
+        ["pulumi", "stack", "history", "-s", name, "--json"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_template_deployment_lifecycle(service: Service) -> None:
+    c, h = service.client, service.headers
+    r = c.post("/api/deployments", json={"template": "nginx", "envVars": {"GREETING": "hello"}}, headers=h)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    name = created["name"]
+    assert re.fullmatch(r"[a-z][a-z0-9]{9}", name)
+    assert created["status"] == "Pending" and created["template"] == "nginx" and created["visibility"] == "public"
+
+    status = service.wait_status(name, {"Ready", "Error"})
+    assert status["status"] == "Ready", status
+    assert status["deploymentReady"] is True and status["allowDelete"] is True
+    host = f"{name}.{service.settings.base_domain}"
+    assert status["ingresses"] == [{"id": "nginx", "name": "nginx", "host": host, "url": f"https://{host}"}]
+    listed = {d["name"]: d for d in c.get("/api/deployments", headers=h).json()}
+    assert listed[name]["status"] == "Ready" and listed[name]["canDelete"] is True
+
+    api = kube(service)
+    namespace = f"sd-{name}"
+    dep = client.AppsV1Api(api).read_namespaced_deployment("nginx", namespace)
+    assert dep.status.available_replicas == 1
+    assert c.get(f"/api/deployments/config?name={name}", headers=h).json() == {"configData": {"GREETING": "hello"}}
+    pods_v1 = pod_names(api, namespace)
+
+    # Config update: replaces all env vars and rolls the pods.
+    r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": {"GREETING": "bye", "DEBUG": "1"}},
+              headers=h)  # fmt: skip
+    assert r.status_code == 200, r.text
+    op = service.wait_operation(r.json()["operationId"])
+    assert op["status"] == "succeeded", op
+    assert c.get(f"/api/deployments/config?name={name}", headers=h).json()["configData"] == {"GREETING": "bye", "DEBUG": "1"}
+    pods_v2 = pod_names(api, namespace)
+    assert pods_v2 and not pods_v2 & pods_v1
+
+    # The same config again starts no Pulumi update.
+    r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": {"GREETING": "bye", "DEBUG": "1"}},
+              headers=h)  # fmt: skip
+    op = service.wait_operation(r.json()["operationId"])
+    assert op["status"] == "succeeded" and op["result"] == {"changed": False}
+
+    # Restart: a stamp in the pod template rolls the pods.
+    r = c.post("/api/deployments/restart", json={"deployment_name": name}, headers=h)
+    assert r.status_code == 200
+    assert service.wait_operation(r.json()["operationId"])["status"] == "succeeded"
+    dep = client.AppsV1Api(api).read_namespaced_deployment("nginx", namespace)
+    assert "kubectl.kubernetes.io/restartedAt" in dep.spec.template.metadata.annotations
+    assert not pod_names(api, namespace) & pods_v2
+
+    history = c.get(f"/api/deployments/{name}/history", headers=h).json()["revisions"]
+    assert [r["version"] for r in history] == [3, 2, 1]
+    assert history[2]["message"].startswith("create")
+    assert "DEBUG" in history[1]["message"] and "bye" not in history[1]["message"]
+    assert history[0]["message"] == "restart"
+    assert history[1]["config"]["shipstack:env"] == "[secret]"
+    assert all(r["result"] == "succeeded" and r["kind"] == "update" for r in history)
+    assert len(cli_history(service, name)) == 3
+
+    # Preview: the exact diff, and nothing changes.
+    r = c.post(f"/api/deployments/{name}/preview", json={"configData": {"GREETING": "preview"}}, headers=h)
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert preview["podsWillRoll"] is True
+    assert {s["type"] for s in preview["steps"]} >= {"kubernetes:core/v1:Secret", "kubernetes:apps/v1:Deployment"}
+    assert len(c.get(f"/api/deployments/{name}/history", headers=h).json()["revisions"]) == 3
+    assert c.get(f"/api/deployments/config?name={name}", headers=h).json()["configData"]["GREETING"] == "bye"
+
+    # Rollback to revision 1: its exact config, as a new revision.
+    r = c.post(f"/api/deployments/{name}/rollback", json={"version": 1}, headers=h)
+    assert service.wait_operation(r.json()["operationId"])["status"] == "succeeded"
+    assert c.get(f"/api/deployments/config?name={name}", headers=h).json() == {"configData": {"GREETING": "hello"}}
+    history = c.get(f"/api/deployments/{name}/history", headers=h).json()["revisions"]
+    assert history[0]["version"] == 4 and history[0]["message"].startswith("rollback to revision 1")
+
+    # Delete: the stack, the namespace and the row go.
+    r = c.post("/api/deployments/delete", json={"deployment_name": name}, headers=h)
+    assert r.status_code == 200 and r.json()["success"] is True
+    assert service.wait_status(name, {"Gone"}) == {"status": "Gone"}
+    assert namespace not in {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+    assert name not in {d["name"] for d in c.get("/api/deployments", headers=h).json()}
+
+
+def test_internal_image_deployment_has_no_ingress(service: Service) -> None:
+    c, h = service.client, service.headers
+    r = c.post(
+        "/api/deployments/deploy-image",
+        json={"image": "nginx:1.27", "name": "it-internal", "containerPort": 80, "visibility": "internal"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    status = service.wait_status("it-internal", {"Ready", "Error"})
+    assert status["status"] == "Ready", status
+    assert "ingresses" not in status or status["ingresses"] == []
+    api = kube(service)
+    assert client.NetworkingV1Api(api).list_namespaced_ingress("sd-it-internal").items == []
+    svc = client.CoreV1Api(api).read_namespaced_service("app", "sd-it-internal")
+    assert svc.spec.ports[0].target_port in (80, "http")
+    r = c.post("/api/deployments/delete", json={"deployment_name": "it-internal"}, headers=h)
+    assert service.wait_status("it-internal", {"Gone"}) == {"status": "Gone"}
