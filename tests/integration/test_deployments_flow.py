@@ -60,18 +60,17 @@ def test_template_deployment_lifecycle(service: Service) -> None:
     pods_v1 = pod_names(api, namespace)
 
     # Config update: replaces all env vars and rolls the pods.
-    r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": {"GREETING": "bye", "DEBUG": "1"}},
-              headers=h)  # fmt: skip
+    new_env = {"GREETING": "bye", "DEBUG": "1"}
+    r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": new_env}, headers=h)
     assert r.status_code == 200, r.text
     op = service.wait_operation(r.json()["operationId"])
     assert op["status"] == "succeeded", op
-    assert c.get(f"/api/deployments/config?name={name}", headers=h).json()["configData"] == {"GREETING": "bye", "DEBUG": "1"}
+    assert c.get(f"/api/deployments/config?name={name}", headers=h).json()["configData"] == new_env
     pods_v2 = pod_names(api, namespace)
     assert pods_v2 and not pods_v2 & pods_v1
 
     # The same config again starts no Pulumi update.
-    r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": {"GREETING": "bye", "DEBUG": "1"}},
-              headers=h)  # fmt: skip
+    r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": new_env}, headers=h)
     op = service.wait_operation(r.json()["operationId"])
     assert op["status"] == "succeeded" and op["result"] == {"changed": False}
 
