@@ -24,7 +24,7 @@ from pulumi import automation as auto
 
 from programs.deployment import program_from_config
 from programs.spec import DeploymentSpec, config_to_spec, spec_to_config
-from stacks import workspace
+from stacks import stackconfig, workspace
 from stacks.settings import Settings
 
 # Keys that are not part of the deployment's spec: they describe where it runs.
@@ -90,8 +90,8 @@ def stack_config(spec: DeploymentSpec, settings: Settings) -> dict[str, auto.Con
 
 def current_spec(settings: Settings, name: str) -> DeploymentSpec | None:
     """The spec the stack's config holds now, or None for a stack never configured."""
-    config = _stack(settings, name).get_all_config()
-    plain = {k: v.value for k, v in config.items() if k.startswith("shipstack:") and k != KUBECONFIG_KEY}
+    config = stackconfig.read(settings, name) or {}
+    plain = {k: v for k, v in config.items() if k.startswith("shipstack:") and k != KUBECONFIG_KEY}
     return config_to_spec(plain) if plain else None
 
 

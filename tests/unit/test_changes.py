@@ -1,0 +1,42 @@
+"""apply_change: a queued delta applied to the spec the stack holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from programs.spec import AutoUpdate, DeploymentSpec
+from stacks.changes import Change, apply_change, with_placement
+
+BASE = DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test", env={"A": "1"})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (Change(), BASE),
+        (Change(env={"B": "2"}), DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test",
+                                                env={"B": "2"})),
+        (Change(env={}), DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test", env={})),
+        (Change(image="nginx:1.26"), DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test",
+                                                    env={"A": "1"}, image="nginx:1.26")),
+        (Change(restart_stamp="2026-01-01T00:00:00Z"),
+         DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test", env={"A": "1"},
+                        restart_stamp="2026-01-01T00:00:00Z")),
+        (Change(strategy="recreate", auto_update=AutoUpdate(enabled=True, policy="patch")),
+         DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test", env={"A": "1"},
+                        strategy="recreate", auto_update=AutoUpdate(enabled=True, policy="patch"))),
+        (Change(rollback_version=3), BASE),  # resolved by the engine, not here
+    ],
+)  # fmt: skip
+def test_apply_change(change: Change, expected: DeploymentSpec) -> None:
+    assert apply_change(BASE, change) == expected
+
+
+def test_same_env_is_no_change() -> None:
+    assert apply_change(BASE, Change(env={"A": "1"})) == BASE
+
+
+def test_placement_overrides_an_old_revision() -> None:
+    moved = with_placement(BASE, "apps.example.com", False)
+    assert (moved.base_domain, moved.ingress_controller) == ("apps.example.com", False)
+    assert moved.env == BASE.env
