@@ -1,0 +1,98 @@
+"""Fixtures for API tests: a real database per test (SQLite file, and PostgreSQL when
+SHIPSTACK_TEST_POSTGRES_URL is set), the app from `create_app`, a TestClient, and
+`seed` to create users, teams, keys and deployment rows directly.
+
+Fixture names avoid `settings`/`cluster`: the top-level conftest marks tests using
+those as needing the local cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from sqlalchemy import create_engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from persistence.db import normalize_url
+from stacks.settings import Settings
+from tests.api.helpers import Seed
+
+PG_ENV = "SHIPSTACK_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shipstack.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set")
+    name = f"shipstack_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    def make(**env: str) -> Settings:
+        base = {
+            "SHIPSTACK_DATA": str(tmp_path / "data"),
+            "SHIPSTACK_DATABASE_URL": database_url,
+            "SHIPSTACK_CACHE": str(tmp_path / "cache"),
+        }
+        return Settings.from_env({**base, **env})
+
+    return make
+
+
+@pytest.fixture
+def app_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., TestClient[Litestar]]]:
+    """Start an app (migrations run at start-up) and return a client for it."""
+    clients: list[TestClient[Litestar]] = []
+
+    def make(settings: Settings, extra_route_handlers: Sequence[Any] = ()) -> TestClient[Litestar]:
+        client = TestClient(create_app(settings, extra_route_handlers=extra_route_handlers))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient[Litestar]], app_settings: Settings) -> TestClient[Litestar]:
+    return make_client(app_settings)
+
+
+@pytest.fixture
+def db_factory(client: TestClient[Litestar]) -> sessionmaker[Session]:
+    return client.app.state.session_factory
+
+
+@pytest.fixture
+def seed(db_factory: sessionmaker[Session]) -> Seed:
+    return Seed(db_factory)
