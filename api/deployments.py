@@ -518,7 +518,7 @@ def preview(request: Request, principal: Principal, name: str, data: PreviewRequ
     if current is None:
         raise ApiError(409, "not_created", f"Deployment '{name}' has not been created in the cluster yet")
     change = Change(env=data.configData, image=data.image, visibility=data.visibility)
-    target = apply_change(current, change)
+    target = apply_change(current, change, load_catalog().get(current.template))
     errors = validate_spec(target)
     if errors:
         raise _bad(errors)

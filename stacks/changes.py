@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from programs.spec import AutoUpdate, DeploymentSpec
+from programs.templates import Template, keep_generated_env
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -26,13 +27,19 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     rollback_version: int | None = None
 
 
-def apply_change(current: DeploymentSpec, change: Change) -> DeploymentSpec:
-    """The spec after `change`; rollback is resolved by the engine, not here."""
+def apply_change(current: DeploymentSpec, change: Change, template: Template | None = None) -> DeploymentSpec:
+    """The spec after `change`; rollback is resolved by the engine, not here.
+
+    A new env replaces the old one whole, except the secrets the template
+    generated at create time (a database password already inside a volume).
+    """
     updates = {
         field: getattr(change, field)
         for field in ("env", "image", "visibility", "strategy", "auto_update", "restart_stamp")
         if getattr(change, field) is not None
     }
+    if change.env is not None and template is not None:
+        updates["env"] = keep_generated_env(template, current.env, change.env)
     return msgspec.structs.replace(current, **updates) if updates else current
 
 

@@ -33,6 +33,7 @@ from persistence.base import utcnow
 from persistence.billing import record_billing_event
 from persistence.models import Deployment, Operation
 from programs.spec import DeploymentSpec, describe_change
+from programs.templates import load_catalog
 from stacks import engine
 from stacks.changes import Change, apply_change, with_placement
 from stacks.settings import Settings
@@ -243,7 +244,7 @@ class Runner:
                 target = with_placement(target, self.settings.base_domain, self.settings.ingress_controller)
                 message = f"rollback to revision {change.rollback_version}: {describe_change(current, target)}"
             else:
-                target = apply_change(current, change)
+                target = apply_change(current, change, load_catalog().get(current.template))
                 message = describe_change(current, target)
             if target == current:
                 return "no change: the spec already matches", {"changed": False}

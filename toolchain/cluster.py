@@ -344,9 +344,9 @@ def _binding(name: str, role_kind: str, role: str, user: str, namespace: str | N
     }
 
 
-def metrics_objects(port: int) -> list[tuple[str, dict]]:
-    """RBAC, a Service and an APIService for metrics-server on loopback, and
-    kwok's own permissions.
+def cluster_objects(port: int) -> list[tuple[str, dict]]:
+    """RBAC, a Service and an APIService for metrics-server on loopback,
+    kwok's own permissions, and the default StorageClass.
 
     The Service is an ExternalName pointing at localhost: the aggregator
     resolves ExternalName services to that host, and Endpoints may not hold
@@ -366,6 +366,13 @@ def metrics_objects(port: int) -> list[tuple[str, dict]]:
         _binding("metrics-server:system:auth-delegator", "ClusterRole", "system:auth-delegator", ms),
         _binding("metrics-server-auth-reader", "Role", "extension-apiserver-authentication-reader", ms, "kube-system"),
         _binding("kwok-controller", "ClusterRole", "cluster-admin", "kwok-controller"),
+        ("/apis/storage.k8s.io/v1/storageclasses", {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "standard",
+                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        }),
         ("/api/v1/namespaces/kube-system/services", {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "metrics-server", "namespace": "kube-system"},
@@ -514,6 +521,10 @@ class LocalCluster:
             "--leader-elect=false", "--profiling=false",
             # Pods never run for real, so no reason to wait long before evicting from a lost node.
             "--node-monitor-grace-period", "40s",
+            # Volumes: kcm's development provisioner makes a hostPath PV (a folder under
+            # /tmp/hostpath_pv) for every claim of the default StorageClass, and deletes it
+            # with the claim, as a cloud provisioner would.
+            "--enable-hostpath-provisioner=true",
         ])  # fmt: skip
         sched = str(d / "scheduler.kubeconfig")
         start("kube-scheduler", [
@@ -524,7 +535,7 @@ class LocalCluster:
         ])  # fmt: skip
 
         log("starting kwok (simulated nodes, pod lifecycle, logs, usage, ingress status)")
-        for path, obj in metrics_objects(ports["metrics"]):
+        for path, obj in cluster_objects(ports["metrics"]):
             api.create(path, obj)
         logs_file = d / "logs" / "container.log"
         logs_file.touch()

@@ -40,3 +40,12 @@ def test_placement_overrides_an_old_revision() -> None:
     moved = with_placement(BASE, "apps.example.com", False)
     assert (moved.base_domain, moved.ingress_controller) == ("apps.example.com", False)
     assert moved.env == BASE.env
+
+
+def test_new_env_keeps_generated_secrets() -> None:
+    from programs.templates import load_catalog
+
+    pg = DeploymentSpec(name="db1", template="postgres", base_domain="example.test",
+                        env={"POSTGRES_PASSWORD": "generated", "A": "1"})  # fmt: skip
+    after = apply_change(pg, Change(env={"B": "2"}), load_catalog()["postgres"])
+    assert after.env == {"POSTGRES_PASSWORD": "generated", "B": "2"}
