@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from programs.spec import DeploymentSpec  # noqa: E402
-from stacks import engine  # noqa: E402
-from stacks.settings import Settings  # noqa: E402
-from toolchain.cluster import LocalCluster  # noqa: E402
+from programs.spec import DeploymentSpec
+from stacks import engine
+from stacks.settings import Settings
+from toolchain.cluster import LocalCluster
 
 WATCHED = ("pulumi", "pulumi-resource-kubernetes")
 
