@@ -66,7 +66,7 @@ def main() -> None:
     try:
         settings = Settings.from_env(
             {"SHIPSTACK_DATA": str(root / "data"), "KUBECONFIG": str(cluster.kubeconfig_path),
-             "HOME": str(Path.home())}  # fmt: skip
+             "HOME": str(Path.home())}
         )
         spec = DeploymentSpec(name="bench-nginx", template="nginx", base_domain=settings.base_domain)
         with PeakSampler() as sampler:
