@@ -1,0 +1,248 @@
+"""The auto-update scheduler in the service process: APScheduler behind a lease.
+
+Every service process creates an `AutoUpdateScheduler` and starts it. A small
+thread keeps trying to hold the `scheduler_leader` lease (scheduler/leader.py);
+only while it holds it does the process run an APScheduler `BackgroundScheduler`
+whose job store is the service's database (`apscheduler_jobs`), so the poll job's
+next run time survives restarts and hand-overs: a new leader picks up the same
+job instead of polling every registry at once on start.
+
+The job fires every `tick` seconds (the global interval, at most 60 s so that
+per-deployment intervals down to a minute are honoured); each run polls only the
+deployments whose own interval has passed (scheduler/poll.py).
+
+Settings (environment):
+  SHIPSTACK_POLL_INTERVAL      default poll interval in seconds (300)
+  SHIPSTACK_SCHEDULER          0/false: never lead (API-only processes)
+  SHIPSTACK_SCHEDULER_LEASE    lease lifetime in seconds (30)
+  SHIPSTACK_REGISTRY_AUTH      {"host": {"username": ..., "password": ...}}
+  SHIPSTACK_REGISTRY_INSECURE  comma-separated hosts allowed over plain http
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from persistence.base import utcnow
+from persistence.db import session_factory
+from scheduler import store
+from scheduler.leader import LeaderLease
+from scheduler.poll import Poller, PollReport
+from scheduler.registry import ClientOptions, RegistryClient
+from stacks.settings import Settings
+
+log = logging.getLogger("shipstack.scheduler")
+JOB_ID = "shipstack-auto-update-poll"
+JOB_TABLE = "apscheduler_jobs"
+MAX_TICK_S = 60.0
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def default_poll_interval(env: Mapping[str, str] | None = None) -> float:
+    """SHIPSTACK_POLL_INTERVAL: seconds between polls of a deployment without its own interval."""
+    e = os.environ if env is None else env
+    interval = float(e.get("SHIPSTACK_POLL_INTERVAL", "300"))
+    if interval <= 0:
+        raise ValueError("SHIPSTACK_POLL_INTERVAL must be a positive number of seconds")
+    return interval
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    poll_interval_s: float = 300.0
+    enabled: bool = True
+    lease_ttl_s: float = 30.0
+    max_workers: int = 8
+    registry: ClientOptions = field(default_factory=ClientOptions)
+
+    @property
+    def tick_s(self) -> float:
+        return min(self.poll_interval_s, MAX_TICK_S)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SchedulerSettings:
+        e = os.environ if env is None else env
+        return cls(
+            poll_interval_s=default_poll_interval(e),
+            enabled=_bool(e.get("SHIPSTACK_SCHEDULER"), True),
+            lease_ttl_s=float(e.get("SHIPSTACK_SCHEDULER_LEASE", "30")),
+            registry=ClientOptions.from_env(e),
+        )
+
+
+# APScheduler's persistent store keeps a *reference* to the job function, so it must
+# be a module-level function; it finds the live scheduler of this process by holder.
+_INSTANCES: dict[str, AutoUpdateScheduler] = {}
+_INSTANCES_LOCK = threading.Lock()
+
+
+def run_poll_job(holder: str) -> None:
+    """The scheduled job. A job stored by a process that is gone finds no instance
+    and does nothing; the new leader re-registers the job under its own holder."""
+    with _INSTANCES_LOCK:
+        instance = _INSTANCES.get(holder)
+    if instance is None:
+        log.warning("poll job for %s, which is not running in this process; skipped", holder)
+        return
+    instance.run_scheduled_poll()
+
+
+class AutoUpdateScheduler:
+    """Start with `start()`, stop with `stop()`; `poll_now()` runs a poll at once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        config: SchedulerSettings | None = None,
+        client: RegistryClient | None = None,
+        notify: Callable[[], None] | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.config = config or SchedulerSettings.from_env()
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.client = client or RegistryClient(self.config.registry)
+        self._owns_client = client is None
+        self.lease = LeaderLease(engine, self.holder, ttl_s=self.config.lease_ttl_s)
+        self.poller = Poller(
+            settings,
+            session_factory(engine, immediate=True),
+            self.client,
+            poll_interval_s=self.config.poll_interval_s,
+            lease=self.lease,
+            max_workers=self.config.max_workers,
+            notify=notify,
+        )
+        self.last_report: PollReport | None = None
+        self._aps: BackgroundScheduler | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._poll_lock = threading.Lock()
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        store.ensure_tables(self.engine)
+        with _INSTANCES_LOCK:
+            _INSTANCES[self.holder] = self
+        if not self.config.enabled:
+            log.info("auto-update scheduler disabled in this process")
+            return
+        self._thread = threading.Thread(target=self._elect_loop, name="shipstack-scheduler-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._demote()
+        if self.lease.term is not None:
+            try:
+                self.lease.release()
+            except Exception:
+                log.exception("releasing the scheduler lease failed")
+        with _INSTANCES_LOCK:
+            _INSTANCES.pop(self.holder, None)
+        if self._owns_client:
+            self.client.close()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._aps is not None
+
+    # --- election --------------------------------------------------------------
+
+    def _elect_loop(self) -> None:
+        every = max(0.2, self.config.lease_ttl_s / 3)
+        while not self._stop.is_set():
+            try:
+                held = self.lease.try_acquire()
+            except Exception:
+                log.exception("the scheduler lease check failed")
+                held = False
+            if held and self._aps is None:
+                self._promote()
+            elif not held and self._aps is not None:
+                log.warning("lost the scheduler lease; stopping the scheduler in this process")
+                self._demote()
+            self._stop.wait(every)
+
+    def _promote(self) -> None:
+        aps = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
+            executors={"default": APThreadPool(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+        aps.start(paused=True)
+        tick = self.config.tick_s
+        existing = aps.get_job(JOB_ID)
+        next_run: datetime = utcnow() + timedelta(seconds=1)
+        if existing is not None and existing.next_run_time is not None:
+            # Keep the schedule a previous leader left, unless it is further away than one tick.
+            next_run = min(existing.next_run_time, utcnow() + timedelta(seconds=tick))
+        aps.add_job(
+            run_poll_job,
+            trigger=IntervalTrigger(seconds=tick, timezone="UTC"),
+            id=JOB_ID,
+            name="poll registries for auto-updates",
+            kwargs={"holder": self.holder},
+            replace_existing=True,
+            next_run_time=next_run,
+        )
+        aps.resume()
+        self._aps = aps
+        log.info("auto-update scheduler active in %s (tick %.0f s, first poll %s)", self.holder, tick, next_run)
+
+    def _demote(self) -> None:
+        aps, self._aps = self._aps, None
+        if aps is not None:
+            try:
+                aps.shutdown(wait=False)
+            except Exception:
+                log.exception("stopping APScheduler failed")
+
+    # --- polls -------------------------------------------------------------------
+
+    def run_scheduled_poll(self) -> None:
+        if self._aps is None:
+            return
+        try:
+            self.poll_now()
+        except Exception:
+            log.exception("auto-update poll failed")
+
+    def poll_now(self, *, force: bool = False) -> PollReport:
+        """One poll now (serialised with the scheduled one)."""
+        with self._poll_lock:
+            if not self.lease.try_acquire():  # another process leads: it polls
+                return PollReport(started_at=utcnow(), fenced_out=True)
+            report = self.poller.poll(force=force)
+        self.last_report = report
+        if report.updates or report.errors:
+            log.info(
+                "auto-update poll: %d due, %d repositories, %d requests, %d updates, %d errors, %.2f s",
+                report.due, report.repositories, report.requests, len(report.updates), report.errors, report.wall_s,
+            )  # fmt: skip
+        return report

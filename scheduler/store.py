@@ -1,0 +1,280 @@
+"""The scheduler's own tables and the queries on them.
+
+- `scheduler_leader`: the lease that makes exactly one process the active scheduler.
+- `registry_repositories`: what the last poll of each repository saw (tags, the
+  digests it looked up, ETag, errors, a rate-limit pause), so a restart neither
+  forgets a baseline digest nor hammers a registry that asked us to wait.
+- `auto_update_status`: the last decision per deployment, with every candidate
+  and why, for `GET /api/deployments/{name}/auto-update/status`.
+- `auto_update_bad_digests`: digests whose rollout failed; never tried again.
+
+They live on their own `MetaData` (not `persistence.base.Base`) so this module can
+create them where the service's Alembic migrations do not (yet) know them;
+`ensure_tables` is idempotent and safe when several processes start at once. The
+migration that makes them part of the schema is in the scheduler's hand-over notes
+(scheduler/__init__.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from persistence.base import NAMING_CONVENTION, UTCDateTime, utcnow
+from persistence.db import SQLITE_BEGIN_OPTION
+from scheduler.policy import Decision
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+leader_table = Table(
+    "scheduler_leader",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    # Bumped on every change of holder: a fencing number for logs and checks.
+    Column("term", Integer, nullable=False, default=1),
+    Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+repositories_table = Table(
+    "registry_repositories",
+    metadata,
+    Column("repository", String(512), primary_key=True),  # host/path
+    Column("tags", JSON, nullable=False, default=list),
+    Column("digests", JSON, nullable=False, default=dict),  # tag -> digest, as last looked up
+    Column("etag", String(255)),
+    Column("pages", Integer, nullable=False, default=0),
+    Column("truncated", Boolean, nullable=False, default=False),
+    Column("polled_at", UTCDateTime()),
+    Column("changed_at", UTCDateTime()),  # when the tag list last differed
+    Column("error", Text),
+    Column("blocked_until", UTCDateTime()),  # a 429 asked us to wait this long
+)
+
+status_table = Table(
+    "auto_update_status",
+    metadata,
+    Column("deployment_name", String(63), primary_key=True),
+    Column("repository", String(512)),
+    Column("image", String(512)),
+    Column("checked_at", UTCDateTime()),
+    Column("action", String(16)),  # update | none | baseline | error | skipped
+    Column("reason", Text),
+    Column("decision", JSON),
+    Column("operation_id", String(36)),
+    # Policy `digest` on an unpinned tag: the first digest seen is the baseline.
+    Column("baseline_digest", String(80)),
+    Column("baseline_tag", String(128)),
+)
+
+bad_digests_table = Table(
+    "auto_update_bad_digests",
+    metadata,
+    Column("deployment_name", String(63), primary_key=True),
+    Column("digest", String(80), primary_key=True),
+    Column("image", String(512)),
+    Column("reason", Text, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+TABLES = (leader_table, repositories_table, status_table, bad_digests_table)
+_CREATE_LOCK_ID = 0x5348_4950_5343_4844  # any fixed number: serialises ensure_tables on PostgreSQL
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Creates the scheduler's tables when missing, one process at a time."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CREATE_LOCK_ID})
+            metadata.create_all(conn, tables=list(TABLES), checkfirst=True)
+
+
+# --- repositories --------------------------------------------------------------
+
+
+class RepositoryState(msgspec.Struct, kw_only=True):
+    repository: str
+    tags: list[str] = []
+    digests: dict[str, str] = {}
+    etag: str | None = None
+    pages: int = 0
+    truncated: bool = False
+    polled_at: datetime | None = None
+    changed_at: datetime | None = None
+    error: str | None = None
+    blocked_until: datetime | None = None
+
+
+def _state_from_row(row: Any) -> RepositoryState:
+    return RepositoryState(
+        repository=row.repository,
+        tags=list(row.tags or []),
+        digests=dict(row.digests or {}),
+        etag=row.etag,
+        pages=row.pages or 0,
+        truncated=bool(row.truncated),
+        polled_at=row.polled_at,
+        changed_at=row.changed_at,
+        error=row.error,
+        blocked_until=row.blocked_until,
+    )
+
+
+def load_repositories(session: Session, keys: Iterable[str]) -> dict[str, RepositoryState]:
+    keys = list(keys)
+    out: dict[str, RepositoryState] = {}
+    for start in range(0, len(keys), 500):  # stay under bound-parameter limits
+        chunk = keys[start : start + 500]
+        for row in session.execute(select(repositories_table).where(repositories_table.c.repository.in_(chunk))):
+            out[row.repository] = _state_from_row(row)
+    return out
+
+
+def save_repository(session: Session, state: RepositoryState) -> None:
+    values = {
+        "tags": state.tags,
+        "digests": state.digests,
+        "etag": state.etag,
+        "pages": state.pages,
+        "truncated": state.truncated,
+        "polled_at": state.polled_at,
+        "changed_at": state.changed_at,
+        "error": state.error,
+        "blocked_until": state.blocked_until,
+    }
+    t = repositories_table
+    if session.execute(update(t).where(t.c.repository == state.repository).values(**values)).rowcount == 0:
+        session.execute(insert(t).values(repository=state.repository, **values))
+
+
+# --- per-deployment status ---------------------------------------------------------
+
+
+class DeploymentStatus(msgspec.Struct, kw_only=True):
+    deployment_name: str
+    repository: str | None = None
+    image: str | None = None
+    checked_at: datetime | None = None
+    action: str | None = None
+    reason: str | None = None
+    decision: Decision | None = None
+    operation_id: str | None = None
+    baseline_digest: str | None = None
+    baseline_tag: str | None = None
+
+
+def _status_from_row(row: Any) -> DeploymentStatus:
+    decision = msgspec.convert(row.decision, Decision) if row.decision else None
+    return DeploymentStatus(
+        deployment_name=row.deployment_name,
+        repository=row.repository,
+        image=row.image,
+        checked_at=row.checked_at,
+        action=row.action,
+        reason=row.reason,
+        decision=decision,
+        operation_id=row.operation_id,
+        baseline_digest=row.baseline_digest,
+        baseline_tag=row.baseline_tag,
+    )
+
+
+def load_statuses(session: Session, names: Iterable[str] | None = None) -> dict[str, DeploymentStatus]:
+    t = status_table
+    if names is None:
+        return {r.deployment_name: _status_from_row(r) for r in session.execute(select(t))}
+    names = list(names)
+    out: dict[str, DeploymentStatus] = {}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for row in session.execute(select(t).where(t.c.deployment_name.in_(chunk))):
+            out[row.deployment_name] = _status_from_row(row)
+    return out
+
+
+def load_status(session: Session, name: str) -> DeploymentStatus | None:
+    return load_statuses(session, [name]).get(name)
+
+
+def save_status(session: Session, status: DeploymentStatus) -> None:
+    values = {
+        "repository": status.repository,
+        "image": status.image,
+        "checked_at": status.checked_at,
+        "action": status.action,
+        "reason": status.reason,
+        "decision": msgspec.to_builtins(status.decision) if status.decision is not None else None,
+        "operation_id": status.operation_id,
+        "baseline_digest": status.baseline_digest,
+        "baseline_tag": status.baseline_tag,
+    }
+    t = status_table
+    if session.execute(update(t).where(t.c.deployment_name == status.deployment_name).values(**values)).rowcount == 0:
+        session.execute(insert(t).values(deployment_name=status.deployment_name, **values))
+
+
+def forget_deployments(session: Session, keep: Iterable[str]) -> int:
+    """Drops status rows of deployments that no longer exist; bad digests are kept
+    (a deployment re-created under the same name should not retry a broken image)."""
+    keep = set(keep)
+    names = [n for n in session.scalars(select(status_table.c.deployment_name)) if n not in keep]
+    for start in range(0, len(names), 500):
+        session.execute(delete(status_table).where(status_table.c.deployment_name.in_(names[start : start + 500])))
+    return len(names)
+
+
+# --- bad digests ---------------------------------------------------------------------
+
+
+class BadDigest(msgspec.Struct, frozen=True):
+    digest: str
+    reason: str
+    recorded_at: datetime
+    image: str | None = None
+
+
+def add_bad_digest(session: Session, deployment_name: str, digest: str, reason: str, image: str | None) -> None:
+    t = bad_digests_table
+    now = utcnow()
+    values = {"reason": reason, "image": image, "recorded_at": now}
+    where = (t.c.deployment_name == deployment_name) & (t.c.digest == digest)
+    if session.execute(update(t).where(where).values(**values)).rowcount == 0:
+        session.execute(insert(t).values(deployment_name=deployment_name, digest=digest, **values))
+
+
+def bad_digests(session: Session, names: Iterable[str]) -> dict[str, dict[str, BadDigest]]:
+    """deployment name -> digest -> why it is never retried."""
+    t = bad_digests_table
+    names = list(names)
+    out: dict[str, dict[str, BadDigest]] = {}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for row in session.execute(select(t).where(t.c.deployment_name.in_(chunk))):
+            out.setdefault(row.deployment_name, {})[row.digest] = BadDigest(
+                digest=row.digest, reason=row.reason, recorded_at=row.recorded_at, image=row.image
+            )
+    return out
