@@ -562,7 +562,7 @@ class LocalCluster:
             "--tls-cert-file", str(pki / "metrics-server-serving.crt"),
             "--tls-private-key-file", str(pki / "metrics-server-serving.key"),
             "--kubelet-preferred-address-types", "InternalIP", "--kubelet-use-node-status-port",
-            "--kubelet-insecure-tls", "--metric-resolution", "10s",
+            "--kubelet-insecure-tls", "--metric-resolution", "15s", "--kubelet-request-timeout", "5s",
         ])  # fmt: skip
 
         def nodes_ready() -> bool:
