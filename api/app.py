@@ -6,12 +6,15 @@ wires the database (migrated at start-up), authentication, the error format,
 OpenAPI (schema at /api/openapi.json, docs UI at /api/docs) and the account routes;
 the deployment routes are passed in by their module through `extra_route_handlers`.
 
-Dependencies any route handler may declare by name:
-  db_session: Session             per-request SQLAlchemy session (commit explicitly)
-  principal: Principal            the authenticated caller
-  optional_principal: Principal | None   for `opt={"auth_optional": True}` routes
-  team_context: int | None        resolved team context (see api.tenancy)
-  settings: Settings
+Dependencies any route handler may declare by name (annotation aliases in brackets,
+from api.auth / api.dependencies):
+  db_session: Session             [DbSession] per-request session; commit explicitly
+  principal: Principal            [CurrentPrincipal] the authenticated caller
+  optional_principal: Principal | None   [OptionalPrincipal] for `auth_optional` routes
+  team_context: int | None        [TeamContext] resolved team context (see api.tenancy)
+  settings: Settings              [AppSettings]
+
+Every route needs credentials unless its handler has `opt={"public": True}`.
 
 `app.state` holds settings, engine, session_factory and write_session_factory
 (SQLite `BEGIN IMMEDIATE`), for start-up hooks such as the operation worker.

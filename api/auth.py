@@ -15,8 +15,11 @@ Then it applies the per-credential rate limit (429 + Retry-After) and stores the
 
 Route handlers declare the `principal` dependency and guard with `require_scope`:
 
-    @get("/api/deployments", guards=[require_scope(READ)])
-    def list_deployments(principal: Principal, team_context: int | None, db_session: Session)
+    @get("/api/deployments", guards=[require_scope(READ)], sync_to_thread=True)
+    def list_deployments(principal: CurrentPrincipal, team_context: TeamContext, db_session: DbSession): ...
+
+(`CurrentPrincipal`/`TeamContext` here and `DbSession` in api.dependencies are the
+types `Principal`, `int | None` and `Session`, marked as injected for Litestar 3.)
 
 This module also re-exports the tenancy and tier helpers so route modules need one import.
 """

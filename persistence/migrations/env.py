@@ -7,6 +7,8 @@ and finally the service settings (`SHIPSTACK_DATABASE_URL` or the SQLite default
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from alembic import context
 
 from persistence.base import Base
@@ -17,6 +19,11 @@ from persistence import models  # noqa: F401  # isort: skip
 
 config = context.config
 target_metadata = Base.metadata
+
+# The alembic CLI logs per alembic.ini; `migrate()` (no ini file) leaves the
+# service's logging alone.
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _url() -> str:

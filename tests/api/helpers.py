@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from litestar import Litestar
+from litestar.testing import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +15,9 @@ from api import accounts
 from api.principal import READ, WRITE
 from persistence.base import utcnow
 from persistence.models import ApiKey, Deployment, Team, User
+
+# The `make_client` fixture: settings (and extra route handlers) -> a started client.
+MakeClient = Callable[..., TestClient[Litestar]]
 
 
 class Seed:
