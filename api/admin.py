@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from api import accounts
 from api.auth import ADMIN, CurrentPrincipal, require_scope
 from api.dependencies import DbSession
+from api.errors import AUTH_ERRORS
 from api.schemas_auth import (
     BillingEventOut,
     KeyCreate,
@@ -39,7 +40,7 @@ class AdminController(Controller):
     guards = [require_scope(ADMIN)]  # noqa: RUF012  (Litestar reads this class attribute)
     tags = ["admin"]  # noqa: RUF012
 
-    @post("/users", status_code=201, sync_to_thread=True)
+    @post("/users", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
     def create_user(self, data: JSONBody[UserCreate], db_session: DbSession) -> UserOut:
         user = accounts.create_user(
             db_session, data.name, password=data.password, is_admin=data.is_admin, tier=data.tier
@@ -47,11 +48,11 @@ class AdminController(Controller):
         db_session.commit()
         return user_out(user)
 
-    @get("/users", sync_to_thread=True)
+    @get("/users", sync_to_thread=True, responses=AUTH_ERRORS)
     def list_users(self, db_session: DbSession) -> list[UserOut]:
         return [user_out(u) for u in q.list_users(db_session)]
 
-    @put("/users/{user_id:int}/tier", sync_to_thread=True)
+    @put("/users/{user_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
     def change_user_tier(self, user_id: FromPath[int], data: JSONBody[TierChange], db_session: DbSession) -> UserOut:
         """Writes a `tier.changed` billing event when the tier actually changes."""
         user = accounts.require_user(db_session, user_id)
@@ -59,18 +60,18 @@ class AdminController(Controller):
         db_session.commit()
         return user_out(user)
 
-    @post("/teams", status_code=201, sync_to_thread=True)
+    @post("/teams", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
     def create_team(self, data: JSONBody[TeamCreate], db_session: DbSession) -> TeamOut:
         owner = accounts.require_user(db_session, data.owner_user_id)
         team = accounts.create_team(db_session, data.name, owner=owner, tier=data.tier)
         db_session.commit()
         return team_out(team)
 
-    @get("/teams", sync_to_thread=True)
+    @get("/teams", sync_to_thread=True, responses=AUTH_ERRORS)
     def list_teams(self, db_session: DbSession) -> list[TeamOut]:
         return [team_out(t) for t in q.list_teams(db_session)]
 
-    @put("/teams/{team_id:int}/tier", sync_to_thread=True)
+    @put("/teams/{team_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
     def change_team_tier(
         self, team_id: FromPath[int], data: JSONBody[TierChange], principal: CurrentPrincipal, db_session: DbSession
     ) -> TeamOut:
@@ -80,7 +81,7 @@ class AdminController(Controller):
         db_session.commit()
         return team_out(team)
 
-    @get("/teams/{team_id:int}/members", sync_to_thread=True)
+    @get("/teams/{team_id:int}/members", sync_to_thread=True, responses=AUTH_ERRORS)
     def list_members(self, team_id: FromPath[int], db_session: DbSession) -> list[MemberOut]:
         accounts.require_team(db_session, team_id)
         return [
@@ -88,7 +89,7 @@ class AdminController(Controller):
             for m, u in q.list_members(db_session, team_id)
         ]
 
-    @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True)
+    @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=AUTH_ERRORS)
     def set_member(self, team_id: FromPath[int], data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
         """Add a member, or change the role of an existing one."""
         team = accounts.require_team(db_session, team_id)
@@ -97,14 +98,14 @@ class AdminController(Controller):
         db_session.commit()
         return MemberOut(team_id=team.id, user_id=user.id, user_name=user.name, role=member.role)  # type: ignore[arg-type]
 
-    @delete("/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True)
+    @delete("/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=AUTH_ERRORS)
     def remove_member(self, team_id: FromPath[int], user_id: FromPath[int], db_session: DbSession) -> None:
         team = accounts.require_team(db_session, team_id)
         user = accounts.require_user(db_session, user_id)
         accounts.remove_team_member(db_session, team, user)
         db_session.commit()
 
-    @post("/keys", status_code=201, sync_to_thread=True)
+    @post("/keys", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
     def create_key(self, data: JSONBody[KeyCreate], db_session: DbSession) -> KeyCreated:
         """The full key is in this response only; it is stored as a hash."""
         user = accounts.require_user(db_session, data.user_id)
@@ -119,7 +120,7 @@ class AdminController(Controller):
         db_session.commit()
         return key_created(row, plaintext, utcnow())
 
-    @get("/keys", sync_to_thread=True)
+    @get("/keys", sync_to_thread=True, responses=AUTH_ERRORS)
     def list_keys(
         self,
         db_session: DbSession,
@@ -128,13 +129,13 @@ class AdminController(Controller):
         now = utcnow()
         return [key_out(k, now) for k in list_keys(db_session, user_id=user_id)]
 
-    @post("/keys/{prefix:str}/revoke", status_code=200, sync_to_thread=True)
+    @post("/keys/{prefix:str}/revoke", status_code=200, sync_to_thread=True, responses=AUTH_ERRORS)
     def revoke_key(self, prefix: FromPath[str], db_session: DbSession) -> KeyOut:
         key = accounts.revoke_api_key(db_session, prefix)
         db_session.commit()
         return key_out(key, utcnow())
 
-    @get("/billing/events", sync_to_thread=True)
+    @get("/billing/events", sync_to_thread=True, responses=AUTH_ERRORS)
     def billing_events(
         self,
         db_session: DbSession,

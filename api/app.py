@@ -47,7 +47,7 @@ from api.auth import (
     provide_team_context,
 )
 from api.dependencies import provide_db_session, provide_settings
-from api.errors import EXCEPTION_HANDLERS, ErrorBody, error_response
+from api.errors import EXCEPTION_HANDLERS, ErrorBody, error_response, error_responses
 from api.ratelimit import RateLimiter
 from api.schemas_auth import Health
 from persistence.db import make_engine, migrate, session_factory
@@ -57,7 +57,7 @@ DOCS_PATH = "/api/docs"
 SCHEMA_PATH = "/api/openapi.json"
 
 
-@get("/api/health", opt={PUBLIC: True}, tags=["service"], security=[])
+@get("/api/health", opt={PUBLIC: True}, tags=["service"], security=[{}], responses=error_responses(503))
 async def health(state: State) -> Health:
     """Liveness and database reachability (503 if the database is down)."""
     engine: Engine = state.engine

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -59,6 +60,19 @@ class ApiError(HTTPException):
     ) -> None:
         self.code = code or STATUS_CODES.get(status, "error")
         super().__init__(detail=message or HTTPStatus(status).phrase, status_code=status, headers=headers)
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI `responses=` entries documenting error statuses with the error body."""
+    return {
+        status: ResponseSpec(ErrorBody, description=HTTPStatus(status).phrase, generate_examples=False)
+        for status in statuses
+    }
+
+
+# What every authenticated route can answer besides its own errors (400 also
+# replaces the shape Litestar would document for its validation errors).
+AUTH_ERRORS = error_responses(400, 401, 403, 429)
 
 
 def not_found(what: str = "Not found") -> ApiError:

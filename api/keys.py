@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody
 from api.accounts import expiry_from_days, issue_api_key, require_user, revoke_api_key
 from api.auth import CurrentPrincipal, require_authenticated
 from api.dependencies import DbSession
-from api.errors import ApiError
+from api.errors import AUTH_ERRORS, ApiError
 from api.schemas_auth import KeyCreated, KeyOut, OwnKeyCreate, key_created, key_out
 from persistence.base import utcnow
 from persistence.keys import list_keys
@@ -25,6 +25,7 @@ _GUARDS = [require_authenticated()]
 @post(
     "/api/keys",
     guards=_GUARDS,
+    responses=AUTH_ERRORS,
     status_code=201,
     sync_to_thread=True,
     tags=["keys"],
@@ -56,6 +57,7 @@ def create_own_key(data: JSONBody[OwnKeyCreate], principal: CurrentPrincipal, db
 @get(
     "/api/keys",
     guards=_GUARDS,
+    responses=AUTH_ERRORS,
     sync_to_thread=True,
     tags=["keys"],
     summary="Your API keys (prefixes and metadata, never the keys)",
@@ -68,6 +70,7 @@ def list_own_keys(principal: CurrentPrincipal, db_session: DbSession) -> list[Ke
 @post(
     "/api/keys/{prefix:str}/revoke",
     guards=_GUARDS,
+    responses=AUTH_ERRORS,
     status_code=200,
     sync_to_thread=True,
     tags=["keys"],

@@ -37,7 +37,7 @@ from api.credentials import (
     verify_password,
 )
 from api.dependencies import AppSettings, DbSession
-from api.errors import ApiError
+from api.errors import AUTH_ERRORS, ApiError, error_responses
 from api.ratelimit import retry_after_header
 from api.schemas_auth import LoginRequest, LoginResponse, TeamRole, WhoAmI, user_out
 from persistence.accounts import get_user, get_user_by_name
@@ -148,6 +148,7 @@ def _open_session(db: Session, name: str, password: str, settings: Settings) -> 
     opt={PUBLIC: True},
     status_code=200,
     operation_class=_LoginOperation,
+    responses=error_responses(400, 401, 429),
     tags=["auth"],
     summary="Log in with name and password (JSON or form); sets the session cookie",
 )
@@ -180,6 +181,7 @@ async def login(
 @post(
     "/api/auth/logout",
     guards=[require_authenticated()],
+    responses=AUTH_ERRORS,
     status_code=204,
     sync_to_thread=True,
     tags=["auth"],
@@ -201,6 +203,7 @@ def logout(
 @get(
     "/api/auth/me",
     guards=[require_authenticated()],
+    responses=AUTH_ERRORS,
     sync_to_thread=True,
     tags=["auth"],
     summary="The caller: user, scopes, teams, and the CSRF token of a cookie session",

@@ -113,6 +113,11 @@ def test_openapi_document(client: TestClient[Litestar]) -> None:
     assert paths["/api/admin/users"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"][
         "$ref"
     ].endswith("UserOut")
+    # Errors are documented with the one error shape, not Litestar's default.
+    for status in ("400", "401", "403", "429"):
+        schema = create_user["responses"][status]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("ErrorBody")
+    assert set(doc["components"]["schemas"]["ErrorBody"]["required"]) == {"error", "code"}
     login = paths["/api/auth/login"]["post"]
     assert set(login["requestBody"]["content"]) == {"application/json", "application/x-www-form-urlencoded"}
     # Every JSON request body of ours is a named (msgspec Struct) schema.
