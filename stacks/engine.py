@@ -100,7 +100,10 @@ def _event_dict(event: auto.EngineEvent) -> dict[str, Any] | None:
     base = {"sequence": event.sequence, "timestamp": event.timestamp}
     if event.resource_pre_event and not event.resource_pre_event.metadata.type.startswith("pulumi:"):
         m = event.resource_pre_event.metadata
-        return base | {"type": "step", "op": str(m.op.value), "resource": m.type, "urn": m.urn, "diffs": m.diffs or []}
+        # Property paths that change ("spec.template.metadata.annotations..."), the
+        # detailed diff when the engine computed one, else the top-level keys.
+        diffs = sorted(m.detailed_diff) if m.detailed_diff else list(m.diffs or [])
+        return base | {"type": "step", "op": str(m.op.value), "resource": m.type, "urn": m.urn, "diffs": diffs}
     if event.res_outputs_event and not event.res_outputs_event.metadata.type.startswith("pulumi:"):
         m = event.res_outputs_event.metadata
         return base | {"type": "done", "op": str(m.op.value), "resource": m.type, "urn": m.urn}
@@ -184,7 +187,7 @@ def preview(settings: Settings, spec: DeploymentSpec) -> PreviewResult:
         for key, value in stack_config(spec, settings).items():
             args += ["--secret" if value.secret else "--plaintext", f"{key}={value.value}"]
         stack.workspace.pulumi_command.run(args, str(settings.stacks_dir), stack.workspace.env_vars)
-        result = stack.preview(on_event=collector, diff=False, config_file=str(scratch), color="never")
+        result = stack.preview(on_event=collector, diff=True, config_file=str(scratch), color="never")
     except auto.errors.CommandError as exc:
         raise collector.error(exc) from exc
     finally:
@@ -192,7 +195,8 @@ def preview(settings: Settings, spec: DeploymentSpec) -> PreviewResult:
             scratch.unlink()
     steps = [s for s in collector.steps if s.op != "same"]
     pods_roll = any(
-        s.type == "kubernetes:apps/v1:Deployment" and (s.op == "replace" or any(d.startswith("spec") for d in s.diffs))
+        s.type == "kubernetes:apps/v1:Deployment"
+        and (s.op == "replace" or any(d.startswith("spec.template") for d in s.diffs))
         for s in steps
     )
     changes = {str(k): v for k, v in result.change_summary.items()}

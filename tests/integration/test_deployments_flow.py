@@ -95,7 +95,7 @@ def test_template_deployment_lifecycle(service: Service) -> None:
     r = c.post(f"/api/deployments/{name}/preview", json={"configData": {"GREETING": "preview"}}, headers=h)
     assert r.status_code == 200, r.text
     preview = r.json()
-    assert preview["podsWillRoll"] is True
+    assert preview["podsWillRoll"] is True, preview
     assert {s["type"] for s in preview["steps"]} >= {"kubernetes:core/v1:Secret", "kubernetes:apps/v1:Deployment"}
     assert len(c.get(f"/api/deployments/{name}/history", headers=h).json()["revisions"]) == 3
     assert c.get(f"/api/deployments/config?name={name}", headers=h).json()["configData"]["GREETING"] == "bye"
