@@ -37,7 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from persistence.base import utcnow
-from persistence.db import session_factory
+from persistence.db import SQLITE_BEGIN_OPTION, session_factory
 from scheduler import store
 from scheduler.leader import LeaderLease
 from scheduler.poll import Poller, PollReport
@@ -182,19 +182,27 @@ class AutoUpdateScheduler:
                 log.exception("the scheduler lease check failed")
                 held = False
             if held and self._aps is None:
-                self._promote()
+                try:
+                    self._promote()
+                except Exception:  # e.g. the database is briefly unavailable: next round retries
+                    log.exception("starting the scheduler failed")
+                    self._demote()
             elif not held and self._aps is not None:
                 log.warning("lost the scheduler lease; stopping the scheduler in this process")
                 self._demote()
             self._stop.wait(every)
 
     def _promote(self) -> None:
+        # IMMEDIATE on SQLite: the job store reads then writes, and a deferred transaction
+        # would fail at once (not wait) if the poll committed in between.
+        engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         aps = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
+            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
             executors={"default": APThreadPool(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
+        self._aps = aps  # set first, so a failure below is cleaned up by _demote
         aps.start(paused=True)
         tick = self.config.tick_s
         existing = aps.get_job(JOB_ID)
@@ -212,7 +220,6 @@ class AutoUpdateScheduler:
             next_run_time=next_run,
         )
         aps.resume()
-        self._aps = aps
         log.info("auto-update scheduler active in %s (tick %.0f s, first poll %s)", self.holder, tick, next_run)
 
     def _demote(self) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
 from persistence.base import utcnow
-from persistence.models import Deployment
+from persistence.models import Deployment, Operation
 from scheduler import store
 from scheduler.leader import LeaderLease
 from scheduler.policy import Candidate, Decision, decide_digest, decide_semver
@@ -270,6 +270,9 @@ class Poller:
                 log.warning("lost the scheduler lease during a poll; its results are dropped")
                 report.fenced_out = True
                 return
+            # Read inside the transaction: a user's change that arrived during the poll wins.
+            busy = set(s.scalars(select(Operation.deployment_name).where(Operation.status.in_(ops.ACTIVE))))
+            rows: list[store.DeploymentStatus] = []
             for result in results:
                 store.save_repository(s, result.state)
                 for name, decision in result.decisions.items():
@@ -291,21 +294,29 @@ class Poller:
                     if decision.action == "error":
                         report.errors += 1
                     if decision.action == "update":
-                        status = self._enqueue(s, target, decision, status, report)
-                    store.save_status(s, status)
+                        status = self._enqueue(s, target, decision, status, report, busy=name in busy)
+                    rows.append(status)
             for skip in skipped:
                 previous = statuses.get(skip.name) or store.DeploymentStatus(deployment_name=skip.name)
                 previous.action, previous.reason = "skipped", skip.reason
                 previous.image = previous.image or skip.image
-                store.save_status(s, previous)
+                rows.append(previous)
                 report.skipped += 1
+            store.save_statuses(s, rows, existing=set(statuses))
             store.forget_deployments(s, keep=s.scalars(select(Deployment.name)))
 
     def _enqueue(
-        self, s: Session, target: Target, decision: Decision, status: store.DeploymentStatus, report: PollReport
+        self,
+        s: Session,
+        target: Target,
+        decision: Decision,
+        status: store.DeploymentStatus,
+        report: PollReport,
+        *,
+        busy: bool,
     ) -> store.DeploymentStatus:
         assert decision.target_tag and decision.target_digest
-        if ops.has_active(s, target.name):  # a user's change arrived during the poll
+        if busy:  # a user's change arrived during the poll
             status.action = "skipped"
             status.reason = f"{decision.reason}: not queued, another operation arrived first; next poll"
             return status
@@ -317,6 +328,7 @@ class Poller:
             # For the runner: what to check before applying (the spec still runs `from`)
             # and what to record and roll back to if the rollout fails.
             "auto_update": {
+                "expect_image": target.spec_image,  # the spec's image field when the poll decided
                 "from": target.image,
                 "to": image,
                 "tag": decision.target_tag,

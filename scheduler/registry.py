@@ -91,6 +91,17 @@ def repository_of(image: str | ImageRef) -> Repository:
     return Repository(host=host, path=path)
 
 
+def is_private_address(host: str) -> bool:
+    """An IP literal (with or without a port) in a loopback, private or link-local
+    range, such as the cloud metadata address 169.254.169.254."""
+    name = urlsplit(f"//{host}").hostname or host
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
 def is_loopback(host: str) -> bool:
     """`localhost`, 127.0.0.0/8 and ::1, with or without a port."""
     name = urlsplit(f"//{host}").hostname or host
@@ -347,6 +358,22 @@ class RegistryClient:
         scheme = "http" if self.plain_http_allowed(repo.host) else "https"
         return f"{scheme}://{repo.host}/v2/{repo.path}"
 
+    def _check_realm(self, host: str, realm: str) -> None:
+        """A registry chooses where we fetch tokens (and send its credentials): only
+        https (http where plain http is allowed), and no private or link-local IP
+        literal unless the registry itself is one we trust with plain http, so a
+        hostile registry cannot point us at the metadata service or our own network."""
+        target = urlsplit(realm)
+        if target.scheme not in ("https", "http"):
+            raise Unauthorized(f"{host}: refusing token realm with scheme {target.scheme!r}")
+        if target.netloc == host:
+            return
+        trusted = self.plain_http_allowed(host)
+        if target.scheme == "http" and not (trusted or self.plain_http_allowed(target.netloc)):
+            raise Unauthorized(f"{host}: refusing a plain http token realm ({target.netloc})")
+        if is_private_address(target.netloc) and not trusted:
+            raise Unauthorized(f"{host}: refusing a token realm on a private address ({target.netloc})")
+
     def _credentials_for(self, host: str, url: str) -> Credentials | None:
         creds = self.options.credentials.get(host)
         if creds is None:
@@ -477,6 +504,7 @@ class RegistryClient:
             return cached[0]
         if not challenge.realm:
             return None
+        self._check_realm(host, challenge.realm)
         creds = self._credentials_for(host, challenge.realm)
         params = [("service", challenge.service)] if challenge.service else []
         params += [("scope", s) for s in scope.split(" ") if s]

@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     insert,
     select,
@@ -220,8 +221,8 @@ def load_status(session: Session, name: str) -> DeploymentStatus | None:
     return load_statuses(session, [name]).get(name)
 
 
-def save_status(session: Session, status: DeploymentStatus) -> None:
-    values = {
+def _status_values(status: DeploymentStatus) -> dict[str, Any]:
+    return {
         "repository": status.repository,
         "image": status.image,
         "checked_at": status.checked_at,
@@ -232,9 +233,30 @@ def save_status(session: Session, status: DeploymentStatus) -> None:
         "baseline_digest": status.baseline_digest,
         "baseline_tag": status.baseline_tag,
     }
+
+
+def save_status(session: Session, status: DeploymentStatus) -> None:
+    values = _status_values(status)
     t = status_table
     if session.execute(update(t).where(t.c.deployment_name == status.deployment_name).values(**values)).rowcount == 0:
         session.execute(insert(t).values(deployment_name=status.deployment_name, **values))
+
+
+def save_statuses(session: Session, statuses: list[DeploymentStatus], existing: set[str]) -> None:
+    """Many rows in two executemany statements; `existing` names the rows that are
+    already there (read earlier by the same single writer, the lease holder)."""
+    t = status_table
+    fresh = [
+        {"deployment_name": st.deployment_name, **_status_values(st)}
+        for st in statuses
+        if st.deployment_name not in existing
+    ]
+    known = [{"key": st.deployment_name, **_status_values(st)} for st in statuses if st.deployment_name in existing]
+    if fresh:
+        session.execute(insert(t), fresh)
+    if known:
+        columns = {name: bindparam(name) for name in known[0] if name != "key"}
+        session.connection().execute(update(t).where(t.c.deployment_name == bindparam("key")).values(columns), known)
 
 
 def forget_deployments(session: Session, keep: Iterable[str]) -> int:

@@ -39,6 +39,8 @@ from scheduler.registry import Repository, repository_of
 from stacks.settings import Settings
 
 PLAIN_KEYS = (KEY_IMAGE, KEY_STRATEGY, KEY_AUTO_UPDATE, KEY_TEMPLATE)
+# libyaml's safe loader when PyYAML has it: ~10x faster on a thousand stack files.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigCache:
@@ -67,7 +69,7 @@ class ConfigCache:
 def read_plain_config(path: Path) -> dict[str, str]:
     """The plain `shipstack:*` keys the poll needs, as `stacks.stackconfig.read` would
     render them (bools as true/false, other non-strings as JSON); secrets are skipped."""
-    doc = yaml.safe_load(path.read_text()) or {}
+    doc = yaml.load(path.read_text(), Loader=_LOADER) or {}
     config = doc.get("config") or {}
     out: dict[str, str] = {}
     for key in PLAIN_KEYS:
@@ -88,6 +90,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     image: str  # what runs now: the spec's image, or the template's
+    spec_image: str | None  # the spec's own image field (None: the template's image runs)
     ref: ImageRef
     repository: Repository
     auto: AutoUpdate
@@ -162,5 +165,10 @@ def load_targets(session: Session, settings: Settings, cache: ConfigCache) -> tu
             skipped.append(Skipped(name=name, image=image, reason=str(exc)))
             continue
         strategy = config.get(KEY_STRATEGY) or "rolling"
-        targets.append(Target(name=name, image=image, ref=ref, repository=repo, auto=auto, strategy=strategy))
+        targets.append(
+            Target(
+                name=name, image=image, spec_image=config.get(KEY_IMAGE) or None, ref=ref, repository=repo,
+                auto=auto, strategy=strategy,
+            )
+        )  # fmt: skip
     return targets, skipped

@@ -336,6 +336,41 @@ def test_wrong_credentials_are_unauthorized_without_the_password() -> None:
     assert "wrong" not in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("realm", "fragment"),
+    [
+        ("http://169.254.169.254/latest/meta-data", "plain http token realm"),
+        ("https://169.254.169.254/token", "private address"),
+        ("https://10.0.0.5/token", "private address"),
+        ("https://127.0.0.1:9999/token", "private address"),
+        ("file:///etc/passwd", "scheme 'file'"),
+    ],
+)
+def test_a_registry_cannot_point_the_token_request_anywhere(realm: str, fragment: str) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'})
+
+    client = RegistryClient(transport=httpx.MockTransport(handler))
+    with client, pytest.raises(Unauthorized, match=fragment):
+        client.list_tags(REPO)
+    assert sent == [f"https://{REPO.host}/v2/{REPO.path}/tags/list?n=1000"]
+
+
+def test_loopback_registries_may_use_a_loopback_realm() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "tok-1"})
+        if request.headers.get("Authorization") != "Bearer tok-1":
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:9/token"'})
+        return httpx.Response(200, json={"tags": ["1"]})
+
+    with RegistryClient(transport=httpx.MockTransport(handler)) as client:
+        assert client.list_tags(Repository("127.0.0.1:5000", "a")).tags == ["1"]
+
+
 def test_credentials_never_go_over_plain_http_to_other_hosts() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "auth.insecure.test":
@@ -347,6 +382,14 @@ def test_credentials_never_go_over_plain_http_to_other_hosts() -> None:
     )
     with client, pytest.raises(Unauthorized, match="plain http"):
         client.list_tags(REPO)
+    # ... not even when the registry is a trusted plain-http one but the realm host is not.
+    lan = Repository("registry.lan:5000", "app")
+    client = RegistryClient(
+        ClientOptions(credentials={lan.host: Credentials("u", "p")}, insecure_hosts=frozenset({lan.host})),
+        transport=httpx.MockTransport(handler),
+    )
+    with client, pytest.raises(Unauthorized, match="credentials over plain http"):
+        client.list_tags(lan)
 
 
 # --- rate limits ----------------------------------------------------------------------

@@ -89,8 +89,10 @@ class TokenServer:
 
     @property
     def realm(self) -> str:
+        # A name, not 127.0.0.1: clients (crane, ours) refuse token realms on private IP
+        # literals other than the registry's own host, against SSRF by a registry.
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}/token"
+        return f"http://localhost:{self._server.server_port}/token"
 
     def jwks(self) -> dict[str, object]:
         numbers = self.key.public_key().public_numbers()
