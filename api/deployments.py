@@ -22,13 +22,14 @@ import anyio
 import msgspec
 from litestar import MediaType, Request, Response, get, post, put
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Redirect
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import idempotency
+from api.auth import CurrentPrincipal, TeamContext
 from api.deployment_schemas import (
     Accepted,
     ConfigResponse,
@@ -126,7 +127,7 @@ def _json_response(status: int, body: msgspec.Struct | bytes) -> Response:
 
 def _write(
     request: Request,
-    principal: Principal,
+    principal: CurrentPrincipal,
     body: msgspec.Struct | dict,
     action: Callable[[Session], tuple[int, msgspec.Struct]],
 ) -> Response:
@@ -173,7 +174,7 @@ def _managed(db: Session, principal: Principal, name: str) -> Deployment:
 
 
 @get("/api/templates", sync_to_thread=False)
-def list_templates(principal: Principal) -> TemplatesResponse:
+def list_templates(principal: CurrentPrincipal) -> TemplatesResponse:
     _need(principal, READ)
     out = []
     for t in sorted(load_catalog().values(), key=lambda t: t.name):
@@ -196,7 +197,9 @@ def list_templates(principal: Principal) -> TemplatesResponse:
 
 
 @get("/api/deployments", sync_to_thread=True)
-def list_deployments(request: Request, principal: Principal, team_context: int | None) -> list[DeploymentItem]:
+def list_deployments(
+    request: Request, principal: CurrentPrincipal, team_context: TeamContext
+) -> list[DeploymentItem]:
     _need(principal, READ)
     _, sessions, _ = _state(request)
     with sessions() as db:
@@ -207,7 +210,7 @@ def list_deployments(request: Request, principal: Principal, team_context: int |
 
 def _create(
     request: Request,
-    principal: Principal,
+    principal: CurrentPrincipal,
     body: CreateRequest | DeployImageRequest,
     header_team: int | None,
     spec_for: Callable[[str], DeploymentSpec],
@@ -269,7 +272,7 @@ def _create(
 
 @post("/api/deployments", sync_to_thread=True, status_code=201)
 def create_deployment(
-    request: Request, principal: Principal, team_context: int | None, data: CreateRequest
+    request: Request, principal: CurrentPrincipal, team_context: TeamContext, data: CreateRequest
 ) -> Response:
     settings, _, _ = _state(request)
 
@@ -288,7 +291,7 @@ def create_deployment(
 
 @post("/api/deployments/deploy-image", sync_to_thread=True, status_code=201)
 def deploy_image(
-    request: Request, principal: Principal, team_context: int | None, data: DeployImageRequest
+    request: Request, principal: CurrentPrincipal, team_context: TeamContext, data: DeployImageRequest
 ) -> Response:
     settings, _, _ = _state(request)
     error = validate_image(data.image)
@@ -316,7 +319,7 @@ def deploy_image(
 @get("/api/deployments/status")
 async def deployment_status(
     request: Request,
-    principal: Principal,
+    principal: CurrentPrincipal,
     name: Annotated[str, Parameter(query="name", description="Deployment name")],
     wait: Annotated[int, Parameter(query="wait", ge=0, le=MAX_WAIT_S, description="Long-poll seconds")] = 0,
 ) -> StatusResponse:
@@ -346,7 +349,7 @@ async def deployment_status(
 
 
 @post("/api/deployments/delete", status_code=200)
-async def delete_deployment(request: Request, principal: Principal) -> Response:
+async def delete_deployment(request: Request, principal: CurrentPrincipal) -> Response:
     """JSON in, JSON out; an HTML form post is redirected to the deployments page."""
     is_form = request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -387,7 +390,7 @@ async def delete_deployment(request: Request, principal: Principal) -> Response:
 
 
 @post("/api/deployments/restart", sync_to_thread=True, status_code=200)
-def restart_deployment(request: Request, principal: Principal, data: NameRequest) -> Response:
+def restart_deployment(request: Request, principal: CurrentPrincipal, data: JSONBody[NameRequest]) -> Response:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def action(db: Session) -> tuple[int, Accepted]:
@@ -402,7 +405,7 @@ def restart_deployment(request: Request, principal: Principal, data: NameRequest
 
 @get("/api/deployments/config", sync_to_thread=True)
 def get_config(
-    request: Request, principal: Principal, name: Annotated[str, Parameter(query="name")]
+    request: Request, principal: CurrentPrincipal, name: Annotated[str, Parameter(query="name")]
 ) -> ConfigResponse:
     """The env vars in force, or those of the newest accepted change still queued."""
     _need(principal, READ)
@@ -431,7 +434,7 @@ def get_config(
 
 
 @put("/api/deployments/config", sync_to_thread=True, status_code=200)
-def put_config(request: Request, principal: Principal, data: ConfigUpdateRequest) -> Response:
+def put_config(request: Request, principal: CurrentPrincipal, data: JSONBody[ConfigUpdateRequest]) -> Response:
     errors = validate_env(data.configData)
     if errors:
         raise _bad(errors)
@@ -461,7 +464,7 @@ def _visible_or_404(request: Request, principal: Principal, name: str) -> Deploy
 
 
 @get("/api/deployments/{name:str}/history", sync_to_thread=True)
-def deployment_history(request: Request, principal: Principal, name: str) -> HistoryResponse:
+def deployment_history(request: Request, principal: CurrentPrincipal, name: FromPath[str]) -> HistoryResponse:
     _need(principal, READ)
     settings, _, _ = _state(request)
     _visible_or_404(request, principal, name)
@@ -487,7 +490,9 @@ def deployment_history(request: Request, principal: Principal, name: str) -> His
 
 
 @post("/api/deployments/{name:str}/rollback", sync_to_thread=True, status_code=200)
-def rollback(request: Request, principal: Principal, name: str, data: RollbackRequest) -> Response:
+def rollback(
+    request: Request, principal: CurrentPrincipal, name: FromPath[str], data: JSONBody[RollbackRequest]
+) -> Response:
     if data.version < 1:
         raise _bad(["version must be a revision number from the history (1 or more)"])
 
@@ -502,7 +507,9 @@ def rollback(request: Request, principal: Principal, name: str, data: RollbackRe
 
 
 @post("/api/deployments/{name:str}/preview", sync_to_thread=True, status_code=200)
-def preview(request: Request, principal: Principal, name: str, data: PreviewRequest) -> PreviewResponse:
+def preview(
+    request: Request, principal: CurrentPrincipal, name: FromPath[str], data: JSONBody[PreviewRequest]
+) -> PreviewResponse:
     _need(principal, WRITE)
     settings, sessions, _ = _state(request)
     errors = []
@@ -553,7 +560,7 @@ def _op_out(op: Operation, *, with_progress: bool) -> OperationOut:
 
 
 @get("/api/deployments/{name:str}/operations", sync_to_thread=True)
-def deployment_operations(request: Request, principal: Principal, name: str) -> OperationsResponse:
+def deployment_operations(request: Request, principal: CurrentPrincipal, name: FromPath[str]) -> OperationsResponse:
     _need(principal, READ)
     _, sessions, _ = _state(request)
     with sessions() as db:
@@ -562,7 +569,7 @@ def deployment_operations(request: Request, principal: Principal, name: str) -> 
 
 
 @get("/api/operations/{op_id:str}", sync_to_thread=True)
-def get_operation(request: Request, principal: Principal, op_id: str) -> OperationOut:
+def get_operation(request: Request, principal: CurrentPrincipal, op_id: FromPath[str]) -> OperationOut:
     _need(principal, READ)
     _, sessions, _ = _state(request)
     with sessions() as db:

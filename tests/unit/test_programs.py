@@ -6,6 +6,7 @@ provider), which is what `pulumi preview` would show and what the provider would
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import runpy
 from collections.abc import Callable, Iterator
@@ -116,6 +117,17 @@ class Run:
     def secret_env(self, name: str) -> dict[str, str]:
         data = self.get(SECRET, f"{name}-env")["data"]
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+@pytest.fixture(autouse=True)
+def event_loop_for_pulumi() -> Iterator[None]:
+    """Pulumi's mocks run on the thread's current event loop; tests that ran
+    an ASGI client before may have closed it, so each test gets a fresh one."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def run(program: Callable[[], dict[str, Any] | None], monkeypatch: pytest.MonkeyPatch) -> Run:
