@@ -15,18 +15,19 @@ base is the newest accepted change, so two PUTs queued back to back compose.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import msgspec
 from litestar import Request, Response, get, put
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from api.auth import CurrentPrincipal
 from api.deployments import _bad, _enqueue, _managed, _need, _state, _write
 from api.errors import ApiError
-from api.principal import READ, Principal
+from api.principal import READ
 from api.tenancy import get_visible_deployment
 from persistence import operations as ops
 from persistence.models import Operation
@@ -199,9 +200,7 @@ def _effective(db: Session, stack: tuple[AutoUpdate | None, str | None], name: s
 
 
 @get("/api/deployments/auto-update", sync_to_thread=True)
-def get_auto_update(
-    request: Request, principal: Principal, name: Annotated[str, Parameter(query="name")]
-) -> AutoUpdateSettings:
+def get_auto_update(request: Request, principal: CurrentPrincipal, name: FromQuery[str]) -> AutoUpdateSettings:
     """The auto-update settings in force, or those of the newest change still queued."""
     _need(principal, READ)
     settings, sessions, _ = _state(request)
@@ -249,7 +248,7 @@ def _decode_put(raw: bytes) -> AutoUpdatePut:
 
 
 @put("/api/deployments/auto-update", status_code=200)
-async def put_auto_update(request: Request, principal: Principal) -> Response:
+async def put_auto_update(request: Request, principal: CurrentPrincipal) -> Response:
     """`{"deployment_name", "enabled", "strategy"?, "policy"?, "include"?, "exclude"?,
     "intervalSeconds"?, "prerelease"?}`; queued as an operation, answered at once."""
     body = _decode_put(await request.body())
@@ -284,7 +283,7 @@ async def put_auto_update(request: Request, principal: Principal) -> Response:
 
 
 @get("/api/deployments/{name:str}/auto-update/status", sync_to_thread=True)
-def auto_update_status(request: Request, principal: Principal, name: str) -> StatusOut:
+def auto_update_status(request: Request, principal: CurrentPrincipal, name: FromPath[str]) -> StatusOut:
     """The scheduler's last decision for the deployment: every candidate tag and why it
     was chosen or rejected, the repository's last poll, and digests never retried."""
     _need(principal, READ)
