@@ -22,7 +22,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     try:
         yield local
     finally:
-        local.down()
+        # Component logs stay in pytest's temp folder (the last 3 runs are kept).
+        local.down(keep_logs=True)
 
 
 @pytest.fixture(scope="session")

@@ -519,8 +519,9 @@ class LocalCluster:
             "--use-service-account-credentials=true",
             "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key"),
             "--leader-elect=false", "--profiling=false",
-            # Pods never run for real, so no reason to wait long before evicting from a lost node.
-            "--node-monitor-grace-period", "40s",
+            # kwok renews node leases from a process that may be starved of CPU on a
+            # small, busy machine; a generous grace keeps nodes (and so pods) Ready.
+            "--node-monitor-grace-period", "2m",
             # Volumes: kcm's development provisioner makes a hostPath PV (a folder under
             # /tmp/hostpath_pv) for every claim of the default StorageClass, and deletes it
             # with the claim, as a cloud provisioner would.
