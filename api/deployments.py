@@ -22,7 +22,7 @@ import anyio
 import msgspec
 from litestar import MediaType, Request, Response, get, post, put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -272,7 +272,7 @@ def _create(
 
 @post("/api/deployments", sync_to_thread=True, status_code=201)
 def create_deployment(
-    request: Request, principal: CurrentPrincipal, team_context: TeamContext, data: CreateRequest
+    request: Request, principal: CurrentPrincipal, team_context: TeamContext, data: JSONBody[CreateRequest]
 ) -> Response:
     settings, _, _ = _state(request)
 
@@ -291,7 +291,7 @@ def create_deployment(
 
 @post("/api/deployments/deploy-image", sync_to_thread=True, status_code=201)
 def deploy_image(
-    request: Request, principal: CurrentPrincipal, team_context: TeamContext, data: DeployImageRequest
+    request: Request, principal: CurrentPrincipal, team_context: TeamContext, data: JSONBody[DeployImageRequest]
 ) -> Response:
     settings, _, _ = _state(request)
     error = validate_image(data.image)
@@ -320,8 +320,8 @@ def deploy_image(
 async def deployment_status(
     request: Request,
     principal: CurrentPrincipal,
-    name: Annotated[str, Parameter(query="name", description="Deployment name")],
-    wait: Annotated[int, Parameter(query="wait", ge=0, le=MAX_WAIT_S, description="Long-poll seconds")] = 0,
+    name: Annotated[str, QueryParameter(description="Deployment name")],
+    wait: Annotated[int, QueryParameter(ge=0, le=MAX_WAIT_S, description="Long-poll seconds")] = 0,
 ) -> StatusResponse:
     """With `wait=N`, answers as soon as the status changes, or after N seconds."""
     _need(principal, READ)
@@ -405,7 +405,7 @@ def restart_deployment(request: Request, principal: CurrentPrincipal, data: JSON
 
 @get("/api/deployments/config", sync_to_thread=True)
 def get_config(
-    request: Request, principal: CurrentPrincipal, name: Annotated[str, Parameter(query="name")]
+    request: Request, principal: CurrentPrincipal, name: Annotated[str, QueryParameter(description="Deployment name")]
 ) -> ConfigResponse:
     """The env vars in force, or those of the newest accepted change still queued."""
     _need(principal, READ)
