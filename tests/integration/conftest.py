@@ -19,8 +19,6 @@ from persistence.accounts import add_user
 from persistence.keys import add_key
 from stacks.settings import Settings
 
-DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SHIPSTACK_TEST_POSTGRES_URL") else [])
-
 
 @dataclass
 class Service:
@@ -53,17 +51,14 @@ class Service:
         pytest.fail(f"operation {op_id} did not finish in {timeout} s")
 
 
-@pytest.fixture(params=DATABASES)
+@pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Iterator[Service]:
     """A running service on its own database; stacks share the run's backend."""
     if request.param == "postgresql":
-        from sqlalchemy import create_engine, text
-
-        url = os.environ["SHIPSTACK_TEST_POSTGRES_URL"]
-        engine = create_engine(url)
-        with engine.begin() as conn:  # a clean schema per test
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        engine.dispose()
+        base = os.environ.get("SHIPSTACK_TEST_POSTGRES_URL")
+        if not base:
+            pytest.skip("no PostgreSQL server for this run (install Debian's postgresql package)")
+        url = _fresh_postgres_database(base)
     else:
         url = f"sqlite:///{tmp_path / 'shipstack.db'}"
     svc_settings = msgspec.structs.replace(settings, database_url=url)
@@ -77,3 +72,17 @@ def service(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Ite
                 scopes=["deployments:read", "deployments:write"],
             )  # fmt: skip
         yield Service(client=client, settings=svc_settings, headers={"Authorization": f"Bearer {key}"})
+
+
+def _fresh_postgres_database(base: str) -> str:
+    """An empty database of its own on the run's PostgreSQL server."""
+    import uuid
+
+    from sqlalchemy import create_engine, make_url
+
+    name = f"it_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
