@@ -32,11 +32,12 @@ with_progress() {
   local start=$SECONDS
   say "building $label (cold builds take minutes on 2 cores; log: $log)"
   "$@" >"$log" 2>&1 &
-  local pid=$!
+  local pid=$! next=$((SECONDS + 30))
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 5
-    if kill -0 "$pid" 2>/dev/null && (((SECONDS - start) % 30 < 5)); then
+    sleep 2
+    if ((SECONDS >= next)) && kill -0 "$pid" 2>/dev/null; then
       say "  ... $label still building, $((SECONDS - start)) s"
+      next=$((SECONDS + 30))
     fi
   done
   if ! wait "$pid"; then
