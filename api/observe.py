@@ -61,6 +61,8 @@ values are masked by Pulumi and env values never appear.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import collections
 import contextlib
 import logging
 import queue
@@ -135,7 +137,9 @@ POD_GONE_GRACE_S = 2.0
 RETRY_MAX_S = 10.0
 # A finished container is re-read when its pod changes, or at the latest after this.
 RESTART_POLL_S = 30.0
-QUEUE_LINES = 512  # lines buffered per stream before the readers wait for the client
+HUB_LINES = 1000  # lines kept per container for the streams sharing it (a client further behind reads the cluster)
+# An ended container's last lines stay this long for the streams still taking them.
+ENDED_KEEP_S = 30.0
 BATCH = 200  # lines written to the client in one chunk
 OP_POLL_S = 0.2  # live queue poll of the operation stream
 OP_DB_POLL_S = 2.0  # database poll (operations run by another process)
@@ -431,6 +435,16 @@ async def _read_tails(
 
 
 # --- following logs ---------------------------------------------------------------
+#
+# Every open stream of one service (same namespace and selector) in this process
+# shares one `LogHub`: one pod watch and one followed log per container, whatever
+# the number of clients. A kubelet spends an inotify instance and the API server a
+# proxied connection on every followed log, so per-client follows would cap the
+# streams at what the node allows (128 inotify instances by default); shared, a
+# service's streams cost its pods' follows once. The hub keeps the last lines of
+# each container in memory; each client (`LogFollower`) keeps its own cursor and
+# takes the lines after it from the hub, or first reads the part of the log the hub
+# no longer (or never) held, so every client still gets every line exactly once.
 
 
 class PodChange(NamedTuple):
@@ -449,81 +463,66 @@ class Notice(NamedTuple):
 Item = LogLine | PodChange | SourceEnded | Notice
 
 
-@dataclass
-class _Source:
+@dataclass(eq=False)
+class _HubSource:
+    """One container's log as the hub follows it."""
+
     key: SourceKey
-    since: str | None  # where a log without a position starts (the pod's creation)
-    pos: Position | None  # the last line read: re-reads continue after it
+    since: str | None  # the pod's creation: where the log starts
+    pos: Position | None  # the last line read: re-opens continue after it
+    # `lines` holds every line after `after` (None: from the start of the log), in order.
+    after: Position | None
+    lines: list[LogLine] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     stopping: bool = False
+    ended: bool = False
 
 
-class LogFollower:
-    """Follows the logs of every pod matching a selector, as pods come and go.
-
-    One task watches the pods; one task per container follows its log. Lines go
-    through a bounded queue, so a slow client slows the readers (TCP backpressure
-    up to the API server) instead of growing memory. `close()` cancels everything.
-    """
+class LogHub:
+    """The shared upstream of the streams of one service: a pod watch and a followed
+    log per container. Lines go into a bounded buffer per container (HUB_LINES);
+    subscribers are woken and take what they have not had yet."""
 
     def __init__(self, kube: Kube, namespace: str, selector: str) -> None:
         self.kube = kube
         self.namespace = namespace
         self.selector = selector
-        self.items: asyncio.Queue[Item] = asyncio.Queue(QUEUE_LINES)
         self.pods: dict[str, Pod] = {}
-        self.sources: dict[SourceKey, _Source] = {}
-        self.delivered: dict[SourceKey, Position] = {}  # the cursor of what the client got
-        self.labels_seen: set[SourceKey] = set()
-        self._start_positions: dict[SourceKey, Position] = {}
+        self.sources: dict[SourceKey, _HubSource] = {}
+        self.subscribers: set[LogFollower] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handles: list[asyncio.TimerHandle] = []
         self._rv = ""
+        self._hints: dict[SourceKey, Position] = {}
         self.closed = False
-        self.notes: list[str] = []
 
     # --- lifecycle ---------------------------------------------------------------
 
-    async def start(self, *, tail: int, resume: Mapping[SourceKey, Position] | None) -> list[LogLine]:
-        """Lists the pods (KubeError escapes: the route answers 503/500 before streaming)
-        and returns the first lines: the merged tail, or nothing when resuming."""
-        listing = await self.kube.list_pods(self.namespace, self.selector)
-        self._rv = listing.metadata.resource_version
-        pods = [p for p in listing.items if p.metadata.name]
-        initial: list[LogLine] = []
-        if resume is None:
-            sources, self.notes = _sources(pods)
-            per_source, notes = await _read_tails(self.kube, self.namespace, sources, tail)
-            self.notes += notes
-            for lines in per_source:
-                if lines:
-                    self._start_positions[lines[-1].source] = lines[-1].pos
-            initial = merge_lines(per_source, tail)
-            self.delivered.update(self._start_positions)
-            self.labels_seen.update(line.source for line in initial)
-        else:
-            alive = {p.metadata.name for p in pods}
-            self._start_positions = {k: p for k, p in resume.items() if k.pod in alive}
-            self.delivered.update(self._start_positions)
+    def start(self, pods: list[Pod], resource_version: str, hints: Mapping[SourceKey, Position]) -> None:
+        """Starts following `pods` (the first subscriber's listing); a container's log
+        is followed from that subscriber's position in it, else from its start."""
+        self._rv = resource_version
+        self._hints = dict(hints)
         for pod in pods:
-            self._pod_seen(pod, announce=False)
+            self._pod_seen(pod)
         self._spawn(self._watch())
-        return initial
 
     def close(self) -> None:
-        """Cancels every task (and with them the watch and log connections). Idempotent."""
         if self.closed:
             return
         self.closed = True
+        _hubs.pop((asyncio.get_running_loop(), self.kube, self.namespace, self.selector), None)
         for handle in self._handles:
             handle.cancel()
         for task in list(self._tasks):
             task.cancel()
         self._tasks.clear()
 
-    async def aclose(self) -> None:
-        self.close()
+    def unsubscribe(self, follower: LogFollower) -> None:
+        self.subscribers.discard(follower)
+        if not self.subscribers:
+            self.close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -535,57 +534,44 @@ class LogFollower:
     def task_count(self) -> int:
         return len(self._tasks)
 
-    # --- what the consumer calls ------------------------------------------------
+    def _wake(self) -> None:
+        for follower in self.subscribers:
+            follower.wake.set()
 
-    async def next_batch(self, timeout: float) -> list[Item]:
-        """Up to BATCH items, waiting at most `timeout` for the first ([] on timeout)."""
-        try:
-            async with asyncio.timeout(timeout):
-                first = await self.items.get()
-        except TimeoutError:
-            return []
-        batch = [first]
-        while len(batch) < BATCH:
-            try:
-                batch.append(self.items.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
-
-    def delivered_line(self, line: LogLine) -> str:
-        """Records that `line` reached the client; returns the stream's cursor (the SSE id)."""
-        self.delivered[line.source] = line.pos
-        self.labels_seen.add(line.source)
-        return encode_cursor(self.delivered)
-
-    def source_ended(self, key: SourceKey) -> None:
-        self.delivered.pop(key, None)
+    def _notice(self, message: str) -> None:
+        for follower in self.subscribers:
+            follower.control.append(Notice(message))
+        self._wake()
 
     # --- pods ---------------------------------------------------------------------
 
-    def _pod_seen(self, pod: Pod, *, announce: bool = True) -> None:
+    def _pod_seen(self, pod: Pod) -> None:
         name = pod.metadata.name
         self.pods[name] = pod
         added = False
         for container in pod.container_names():
             key = SourceKey(name, container)
             source = self.sources.get(key)
-            if source is not None:
+            if source is not None and not source.ended:
                 source.changed.set()
                 continue
             if not pod.has_log(container):
                 continue
             created = parse_time_ns(pod.metadata.creation_timestamp or "")
-            source = _Source(
+            hint = self._hints.pop(key, None)
+            if source is not None:  # the pod came back (a relist raced its deletion): go on after it
+                hint = source.pos or hint
+            source = _HubSource(
                 key=key,
                 since=format_time_ns(created, fraction=False) if created is not None else None,
-                pos=self._start_positions.pop(key, None),
+                pos=hint,
+                after=hint,
             )
             self.sources[key] = source
             source.task = self._spawn(self._follow(source))
             added = True
-        if added and announce:
-            self._put_nowait(PodChange(name, "added"))
+        if added:
+            self._wake()
 
     def _pod_deleted(self, name: str) -> None:
         if self.pods.pop(name, None) is None:
@@ -595,17 +581,17 @@ class LogFollower:
             source.stopping = True
             source.changed.set()
             self._handles.append(loop.call_later(POD_GONE_GRACE_S, self._stop_source, source))
+        self._wake()
 
-    def _stop_source(self, source: _Source) -> None:
+    def _stop_source(self, source: _HubSource) -> None:
         if source.task is not None and not source.task.done():
             source.task.cancel()
 
-    def _put_nowait(self, item: Item) -> None:
-        """Control items never wait: they are few, and the queue's bound is for lines."""
-        with contextlib.suppress(asyncio.QueueFull):
-            self.items.put_nowait(item)
-            return
-        self._spawn(self.items.put(item))
+    def _forget(self, source: _HubSource) -> None:
+        """Drops an ended source once its last lines had time to reach the subscribers."""
+        if self.sources.get(source.key) is source:
+            del self.sources[source.key]
+            self._wake()
 
     async def _watch(self) -> None:
         delay = 0.5
@@ -638,7 +624,7 @@ class LogFollower:
                         await self._relist()
                     continue
                 if isinstance(exc, KubeUnavailable):
-                    self._put_nowait(Notice(f"cluster unreachable, retrying: {exc.message}"))
+                    self._notice(f"cluster unreachable, retrying: {exc.message}")
                 else:
                     log.warning("watching pods of %s failed: %s", self.namespace, exc.message)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -657,7 +643,16 @@ class LogFollower:
         for pod in listing.items:
             self._pod_seen(pod)
 
-    async def _follow(self, source: _Source) -> None:
+    # --- logs ---------------------------------------------------------------------
+
+    def _append(self, source: _HubSource, line: LogLine) -> None:
+        source.lines.append(line)
+        if len(source.lines) > HUB_LINES * 3 // 2:  # trim in chunks: amortised O(1)
+            cut = len(source.lines) - HUB_LINES
+            source.after = source.lines[cut - 1].pos
+            del source.lines[:cut]
+
+    async def _follow(self, source: _HubSource) -> None:
         key = source.key
         delay = 0.5
         try:
@@ -674,12 +669,13 @@ class LogFollower:
                             if line is None:
                                 continue
                             source.pos = line.pos
-                            await self.items.put(line)
+                            self._append(source, line)
+                            self._wake()
                     ended_normally = True
                 except KubeNotFound:
                     return  # the pod is gone
                 except KubeUnavailable:
-                    pass  # dropped connection or idle timeout: re-open after the cursor
+                    pass  # dropped connection or idle timeout: re-open after the last line
                 except KubeError:
                     pass  # e.g. 400 while the container (re)starts
                 if source.stopping or key.pod not in self.pods:
@@ -697,12 +693,175 @@ class LogFollower:
                 raise
         finally:
             if not self.closed:
-                self.sources.pop(key, None)
-                if source.pos is not None:  # should the pod show up again, continue after it
-                    self._start_positions[key] = source.pos
-                self._put_nowait(SourceEnded(key))
-                if not any(k.pod == key.pod for k in self.sources):
-                    self._put_nowait(PodChange(key.pod, "removed"))
+                source.ended = True
+                self._handles.append(asyncio.get_running_loop().call_later(ENDED_KEEP_S, self._forget, source))
+                self._wake()
+
+
+_hubs: dict[tuple[asyncio.AbstractEventLoop, Kube, str, str], LogHub] = {}
+
+
+def open_hubs() -> int:
+    """Shared upstreams (pod watch + followed logs) open in this process."""
+    return len(_hubs)
+
+
+class LogFollower:
+    """One client's stream: the lines of every pod of a service after the client's
+    cursor, as pods come and go, from the shared `LogHub`.
+
+    `delivered` is the cursor the client has (the SSE id); `_read` runs ahead of
+    it by at most the batch the consumer is writing. `close()` unsubscribes; the
+    hub closes its watch and follows when its last subscriber leaves.
+    """
+
+    def __init__(self, kube: Kube, namespace: str, selector: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.selector = selector
+        self.hub: LogHub | None = None
+        self.wake = asyncio.Event()
+        self.control: collections.deque[Item] = collections.deque(maxlen=100)
+        self.delivered: dict[SourceKey, Position] = {}  # the cursor of what the client got (SSE id)
+        self._read: dict[SourceKey, Position | None] = {}  # what was taken from the hub (None: nothing yet)
+        self._finished: dict[SourceKey, Position | None] = {}  # ended sources this client had all of
+        self._announced: set[str] = set()
+        self.labels_seen: set[SourceKey] = set()
+        self.closed = False
+        self.notes: list[str] = []
+
+    @property
+    def pods(self) -> dict[str, Pod]:
+        return self.hub.pods if self.hub is not None else {}
+
+    async def start(self, *, tail: int, resume: Mapping[SourceKey, Position] | None) -> list[LogLine]:
+        """Lists the pods (KubeError escapes: the route answers 503/500 before streaming),
+        joins the hub, and returns the first lines: the merged tail, or none when resuming."""
+        listing = await self.kube.list_pods(self.namespace, self.selector)
+        pods = [p for p in listing.items if p.metadata.name]
+        initial: list[LogLine] = []
+        if resume is None:
+            sources, self.notes = _sources(pods)
+            per_source, notes = await _read_tails(self.kube, self.namespace, sources, tail)
+            self.notes += notes
+            for lines in per_source:
+                if lines:
+                    self.delivered[lines[-1].source] = lines[-1].pos
+            initial = merge_lines(per_source, tail)
+            self.labels_seen.update(line.source for line in initial)
+        else:
+            alive = {p.metadata.name for p in pods}
+            self.delivered = {k: p for k, p in resume.items() if k.pod in alive}
+        self._read = dict(self.delivered)
+        self._announced = {p.metadata.name for p in pods}
+        key = (asyncio.get_running_loop(), self.kube, self.namespace, self.selector)
+        hub = _hubs.get(key)
+        if hub is None or hub.closed:
+            hub = _hubs[key] = LogHub(self.kube, self.namespace, self.selector)
+            hub.start(pods, listing.metadata.resource_version, self.delivered)
+        hub.subscribers.add(self)
+        self.hub = hub
+        self.wake.set()
+        return initial
+
+    def close(self) -> None:
+        """Leaves the hub (which closes when nobody is left). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.hub is not None:
+            self.hub.unsubscribe(self)
+
+    async def aclose(self) -> None:
+        self.close()
+
+    # --- what the consumer calls ------------------------------------------------
+
+    async def next_batch(self, timeout: float) -> list[Item]:
+        """Up to BATCH items, waiting at most `timeout` for the first ([] on timeout)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    self.wake.clear()
+                    batch = await self._collect()
+                    if batch:
+                        self.wake.set()  # there may be more: the next call looks again at once
+                        return batch
+                    await self.wake.wait()
+        except TimeoutError:
+            return []
+
+    def delivered_line(self, line: LogLine) -> str:
+        """Records that `line` reached the client; returns the stream's cursor (the SSE id)."""
+        self.delivered[line.source] = line.pos
+        self.labels_seen.add(line.source)
+        return encode_cursor(self.delivered)
+
+    def source_ended(self, key: SourceKey) -> None:
+        self.delivered.pop(key, None)
+
+    # --- taking lines from the hub ---------------------------------------------
+
+    async def _collect(self) -> list[Item]:
+        hub = self.hub
+        if hub is None or hub.closed:
+            return []
+        items: list[Item] = list(self.control)
+        self.control.clear()
+        for name in hub.pods:
+            if name not in self._announced and any(k.pod == name for k in hub.sources):
+                self._announced.add(name)
+                items.append(PodChange(name, "added"))
+        candidates: list[LogLine] = []
+        for key, source in list(hub.sources.items()):
+            if key in self._finished:
+                if source.ended:
+                    continue
+                self._read[key] = self._finished.pop(key)  # it came back: go on after its last line
+            cursor = self._read.setdefault(key, None)
+            if source.after is not None and (cursor is None or cursor < source.after):
+                # Behind what the hub holds: first the part of the log before it.
+                caught = await self._catch_up(source, cursor)
+                if caught:
+                    candidates += caught
+                    continue  # the buffer's lines in a later batch, after reading on up to it
+                self._read[key] = cursor = source.after  # nothing more to read before the buffer
+            lines = source.lines
+            start = 0 if cursor is None else bisect.bisect_right(lines, cursor, key=lambda x: x.pos)
+            candidates += lines[start : start + BATCH]
+        candidates = merge_lines([candidates])[:BATCH]
+        for line in candidates:
+            self._read[line.source] = line.pos
+        items += candidates
+        # Sources that ended, once this client has had all their lines.
+        for key in [k for k in self._read if k not in hub.sources or hub.sources[k].ended]:
+            source = hub.sources.get(key)
+            if source is not None and source.lines and (self._read[key] or Position(-1, 0)) < source.lines[-1].pos:
+                continue
+            if source is None and key.pod in hub.pods:
+                continue  # a container not started yet: its position still counts
+            self._finished[key] = self._read.pop(key)
+            items.append(SourceEnded(key))
+            if not any(k.pod == key.pod for k in self._read):
+                items.append(PodChange(key.pod, "removed"))
+                self._announced.discard(key.pod)
+        return items
+
+    async def _catch_up(self, source: _HubSource, cursor: Position | None) -> list[LogLine]:
+        """The lines after `cursor` and up to where the hub's buffer starts, read from the cluster."""
+        key = source.key
+        since = format_time_ns(cursor.ts, fraction=False) if cursor is not None else source.since
+        try:
+            raw = await self.kube.read_log(
+                self.namespace, key.pod, key.container, since_time=since, limit_bytes=TAIL_LIMIT_BYTES
+            )
+        except KubeError as exc:
+            self.control.append(Notice(f"some lines of {key.pod} could not be read: {_short(exc.message, 200)}"))
+            return []
+        reader = LineReader(key, cursor)
+        after = source.after
+        lines = [line for chunk in raw.split(b"\n") if chunk and (line := reader.accept(chunk)) is not None]
+        return [line for line in lines if after is None or line.pos <= after]
 
 
 def _acquire_stream() -> None:

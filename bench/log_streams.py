@@ -114,6 +114,16 @@ def connections(pid: int, port: int) -> int:
     return count
 
 
+def kwok_log_errors(path: Path) -> list[str]:
+    """Distinct errors kwok logged while serving logs (e.g. the inotify instance limit)."""
+    found: dict[str, None] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text(errors="replace").splitlines():
+            if "too many open files" in line.lower() or ("logs" in line.lower() and "error" in line.lower()):
+                found[re.sub(r"\d", "#", line[-200:])] = None
+    return list(found)[:5]
+
+
 @dataclass
 class StreamStats:
     lines: int = 0
@@ -255,6 +265,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="shipstack-bench-"))
     cluster = None
+    kwok_errors: list[str] = []
     server: subprocess.Popen[bytes] | None = None
     env = dict(os.environ)
     if not env.get("KUBECONFIG"):
@@ -312,6 +323,7 @@ def main() -> int:
             if server.poll() is None:
                 server.kill()
         if cluster is not None:
+            kwok_errors = kwok_log_errors(cluster.dir / "logs" / "kwok.log")
             cluster.down()
 
     print()
@@ -339,6 +351,13 @@ def main() -> int:
     print(f"largest healthy step: {max((r.streams for r in healthy), default=0)} streams open at once")
     print(f"service connections to the API server: {base_conns} before, {during} with streams open, {after} after")
     print(f"service RSS after closing every stream: {rss_after:.1f} MB")
+    if kwok_errors:
+        print("kwok (the simulated kubelet that serves every log) reported:")
+        for line in kwok_errors:
+            print(f"  {line}")
+    with contextlib.suppress(OSError):
+        limit = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+        print(f"fs.inotify.max_user_instances = {limit} (a kubelet, and kwok, uses one per followed log)")
     return 0
 
 

@@ -204,17 +204,14 @@ def test_observe_a_deployment(observed: Service, monkeypatch: pytest.MonkeyPatch
         assert c.get(f"/api/deployments/{name}/logs?tail=0", headers=h).json() == {"logs": ""}
         assert c.get(f"/api/deployments/{name}/logs?tail=5001", headers=h).status_code == 400
 
-        port = apiserver_port(service)
-        baseline = connections_to(port)
-        asyncio.run(_follow_and_resume(base, h, name))
-        # Every follow, watch and task of the closed streams is gone.
-        wait_until(lambda: observe.open_streams() == 0, 10, "the streams to close")
-        wait_until(lambda: connections_to(port) <= baseline, 10, "the log and watch connections to close")
+        asyncio.run(_follow_and_resume(base, h, name, apiserver_port(service)))
+        # Every client stream, and the shared watch and follows behind them, is gone.
+        wait_until(lambda: observe.open_streams() == 0 and observe.open_hubs() == 0, 10, "the streams to close")
 
         # A restart replaces the pod; an open stream moves on to the new one.
         restart_at = time.time()
         asyncio.run(_stream_follows_restart(base, h, name, c, service))
-        wait_until(lambda: observe.open_streams() == 0, 10, "the streams to close")
+        wait_until(lambda: observe.open_streams() == 0 and observe.open_hubs() == 0, 10, "the streams to close")
 
         _events_after_create_and_restart(c, h, name, restart_at)
         _metrics(c, h, name, service)
@@ -261,7 +258,7 @@ async def _operation_progress(base: str, h: dict[str, str], op_id: str, c: Any) 
     assert "client-key-data" not in r.text and "BEGIN" not in r.text
 
 
-async def _follow_and_resume(base: str, h: dict[str, str], name: str) -> None:
+async def _follow_and_resume(base: str, h: dict[str, str], name: str, port: int) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=60)) as http:
         # follow=true: text that keeps coming.
         async with http.stream("GET", f"/api/deployments/{name}/logs?tail=2&follow=true", headers=h) as r:
@@ -293,6 +290,12 @@ async def _follow_and_resume(base: str, h: dict[str, str], name: str) -> None:
                     comments += "comment" in event
                     if comments >= 2:
                         break
+            assert observe.open_streams() == 1 and observe.open_hubs() == 1
+            during = connections_to(port)
+        # Leaving closes the stream's pod watch and log follow (its two API server connections).
+        async with asyncio.timeout(10):
+            while connections_to(port) > during - 2 or observe.open_hubs():
+                await asyncio.sleep(0.2)
         # A Last-Event-ID that is not ours starts over, and says so.
         async with open_sse(http, f"/api/deployments/{name}/logs/stream?tail=1", {**h, "Last-Event-ID": "x"}) as ev:
             status = await anext(ev)
@@ -301,36 +304,58 @@ async def _follow_and_resume(base: str, h: dict[str, str], name: str) -> None:
 
 
 async def _stream_follows_restart(base: str, h: dict[str, str], name: str, c: Any, service: Service) -> None:
+    """A restart rolls the pod (perhaps through more than one ReplicaSet while Pulumi
+    applies it); the open stream ends up on the pod that runs when it is over."""
+    seen: list[dict[str, Any]] = []
+
+    async def collect(events: AsyncIterator[dict[str, str]]) -> None:
+        async for event in events:
+            if "data" in event:
+                data = msgspec.json.decode(event["data"])
+                seen.append({"event": event.get("event", "line"), "id": event.get("id"), **data})
+
+    def lines_of(pod: str) -> list[dict[str, Any]]:
+        return [e for e in seen if e["event"] == "line" and e["pod"] == pod]
+
+    async def until(check: Any, timeout: float, what: str) -> None:
+        async with asyncio.timeout(timeout):
+            while not check():
+                await asyncio.sleep(0.2)
+
     async with (
         httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=60)) as http,
         open_sse(http, f"/api/deployments/{name}/logs/stream?tail=1", h) as events,
     ):
-        (line,) = await next_lines(events, 1, 20)
-        old_pod = line["pod"]
-        r = await http.post("/api/deployments/restart", json={"deployment_name": name}, headers=h)
-        assert r.status_code == 200, r.text
-        seen: list[dict[str, str]] = []
-        new_pod = None
-        async with asyncio.timeout(180):
-            while new_pod is None:
-                (line,) = await next_lines(events, 1, 180, seen)
-                if line["pod"] != old_pod:
-                    new_pod = line["pod"]
-
-        def pod_events() -> list[dict[str, str]]:
-            return [msgspec.json.decode(e["data"]) for e in seen if e.get("event") == "pod"]
-
-        assert {"pod": new_pod, "state": "added"} in pod_events(), seen
-        # The old pod leaves the stream (and its cursor) once it is gone...
-        async with asyncio.timeout(60):
-            while {"pod": old_pod, "state": "removed"} not in pod_events():
-                await next_lines(events, 1, 60, seen)
-        # ...and the new pod's lines keep coming.
-        more = await next_lines(events, 2, 20, seen)
-        assert {x["pod"] for x in more} == {new_pod}
-        assert old_pod not in more[-1]["id"] and new_pod in more[-1]["id"]
-    op = service.wait_operation(r.json()["operationId"])
-    assert op["status"] == "succeeded", op
+        collector = asyncio.create_task(collect(events))
+        try:
+            await until(lambda: any(e["event"] == "line" for e in seen), 20, "a first line")
+            old_pod = seen[0]["pod"]
+            r = await http.post("/api/deployments/restart", json={"deployment_name": name}, headers=h)
+            assert r.status_code == 200, r.text
+            op_id = r.json()["operationId"]
+            async with asyncio.timeout(300):
+                while (op := (await http.get(f"/api/operations/{op_id}", headers=h)).json())["status"] not in (
+                    "succeeded",
+                    "failed",
+                ):
+                    await asyncio.sleep(1)
+            assert op["status"] == "succeeded", op
+            pods = client.CoreV1Api(kube_api(service)).list_namespaced_pod(f"sd-{name}").items
+            running = [p.metadata.name for p in pods if p.metadata.deletion_timestamp is None]
+            assert len(running) == 1 and running[0] != old_pod, running
+            new_pod = running[0]
+            removed = {"event": "pod", "id": None, "pod": old_pod, "state": "removed"}
+            added = {"event": "pod", "id": None, "pod": new_pod, "state": "added"}
+            # The old pod leaves the stream (and its cursor) once it is gone; the new
+            # one joins, and its lines keep coming.
+            await until(lambda: removed in seen and added in seen and len(lines_of(new_pod)) >= 2, 60, "the new pod")
+            last = [e for e in seen if e["event"] == "line"][-1]
+            assert last["pod"] != old_pod and new_pod in last["id"] and old_pod not in last["id"]
+            numbers = [request_number(e["line"]) for e in lines_of(new_pod)]
+            assert numbers == sorted(set(numbers)), "no line of the new pod twice, in order"
+        finally:
+            collector.cancel()
+            await asyncio.gather(collector, return_exceptions=True)
 
 
 def _events_after_create_and_restart(c: Any, h: dict[str, str], name: str, restart_at: float) -> None:

@@ -49,6 +49,8 @@ class FakeKube:
         self.watchers: list[asyncio.Queue[bytes]] = []
         self.rv = 1
         self.open = 0  # follows and watches currently open
+        self.follows = 0  # follows opened so far
+        self.reads = 0  # non-follow log reads so far
         self.events: list[dict[str, Any]] = []
         self.metrics: list[dict[str, Any]] | Exception = []
         self.fail: Exception | None = None
@@ -104,9 +106,11 @@ class FakeKube:
 
     async def read_log(self, namespace: str, pod: str, container: str, *, tail=None, since_time=None, **_: Any):
         self._check()
+        self.reads += 1
         if pod not in self.pods:
             raise KubeNotFound(404, "NotFound", f"pods {pod!r} not found")
-        lines = self.logs[(pod, container)]
+        since = parse_time_ns(since_time) if since_time else None
+        lines = [x for x in self.logs[(pod, container)] if since is None or x[0] >= since]
         return self._format(lines[-tail:] if tail else lines)
 
     @asynccontextmanager
@@ -133,6 +137,7 @@ class FakeKube:
                     await self.changed.wait()
 
         self.open += 1
+        self.follows += 1
         try:
             yield lines()
         finally:
@@ -247,16 +252,21 @@ def test_follower_tails_follows_resumes_and_follows_a_replacement_pod() -> None:
         assert SourceKey("web-a", "nginx") not in resumed.delivered
         assert PodChange("web-a", "removed") in other
         assert set(resumed.delivered) == {SourceKey("web-b", "nginx")}
+        # The ended pod's lines (still in the hub for late readers) never come again.
+        await kube.log("web-b", T0 + 5 * SECOND, "b2")
+        got, _ = await _lines(resumed, 1)
+        assert [x.text for x in got] == ["b2"]
+        assert await resumed.next_batch(0.3) == []
         resumed.close()
         await _settle()
         assert kube.open == 0
-        assert resumed.task_count == 0
+        assert observe.open_hubs() == 0 and resumed.hub is not None and resumed.hub.task_count == 0
 
         # The first cursor still resumes exactly after the initial tail.
         again = LogFollower(kube, "sd-web1", SELECTOR)  # type: ignore[arg-type]
         await again.start(tail=100, resume=decode_cursor(cursor_after_initial))
-        got, _ = await _lines(again, 2)  # web-a is gone: only web-b, from its start
-        assert [x.text for x in got] == ["b0", "b1"]
+        got, _ = await _lines(again, 3)  # web-a is gone: only web-b, from its start
+        assert [x.text for x in got] == ["b0", "b1", "b2"]
         again.close()
 
     asyncio.run(scenario())
@@ -271,13 +281,60 @@ def test_follower_waits_for_pods_and_starts_new_ones_from_their_beginning() -> N
         kube.add_pod("web-a", T0, started=False)
         await kube.log("web-a", T0 + 1, "early")
         await _settle()
-        assert follower.sources == {}  # not started: no log to read yet
+        assert follower.hub is not None and follower.hub.sources == {}  # not started: no log to read yet
         kube.pods["web-a"]["status"]["containerStatuses"][0]["state"] = {"running": {}}
         kube._notify_watch("MODIFIED", kube.pods["web-a"])
         got, other = await _lines(follower, 1)
         assert [x.text for x in got] == ["early"]
         assert other == [PodChange("web-a", "added")]
         follower.close()
+
+    asyncio.run(scenario())
+
+
+def test_streams_of_one_service_share_the_upstream_and_keep_their_own_cursors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(observe, "HUB_LINES", 4)  # trimmed at 6 lines, to 4
+
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.add_pod("web-a", T0)
+        for i in range(3):
+            await kube.log("web-a", T0 + i * SECOND, f"a{i}")
+        first = LogFollower(kube, "sd-web1", SELECTOR)  # type: ignore[arg-type]
+        assert [x.text for x in await first.start(tail=1, resume=None)] == ["a2"]
+        early_cursor = decode_cursor(observe.encode_cursor(first.delivered))
+        second = LogFollower(kube, "sd-web1", SELECTOR)  # type: ignore[arg-type]
+        assert [x.text for x in await second.start(tail=2, resume=None)] == ["a1", "a2"]
+        assert observe.open_hubs() == 1 and first.hub is second.hub
+        for i in range(3, 11):
+            await kube.log("web-a", T0 + i * SECOND, f"a{i}")
+        await _settle()
+        # One follow and one watch for both streams.
+        assert kube.follows == 1 and kube.open == 2
+        got, _ = await _lines(first, 8)
+        assert [x.text for x in got] == [f"a{i}" for i in range(3, 11)]
+        got, _ = await _lines(second, 3)
+        assert [x.text for x in got] == ["a3", "a4", "a5"]
+        # A third stream resumes from long ago: the hub no longer holds those lines (it
+        # keeps the last few), so that stream reads them from the cluster, then joins.
+        assert first.hub is not None and first.hub.sources[SourceKey("web-a", "nginx")].after is not None
+        reads = kube.reads
+        late = LogFollower(kube, "sd-web1", SELECTOR)  # type: ignore[arg-type]
+        await late.start(tail=100, resume=early_cursor)
+        got, _ = await _lines(late, 8)
+        assert [x.text for x in got] == [f"a{i}" for i in range(3, 11)]
+        assert kube.reads > reads and kube.follows == 1
+        got, _ = await _lines(second, 5)
+        assert [x.text for x in got] == [f"a{i}" for i in range(6, 11)]
+        for f in (first, second):
+            f.close()
+        await _settle()
+        assert observe.open_hubs() == 1 and kube.open == 2  # `late` still follows
+        late.close()
+        await _settle()
+        assert observe.open_hubs() == 0 and kube.open == 0
 
     asyncio.run(scenario())
 
