@@ -55,7 +55,7 @@ from api.deployment_schemas import (
 )
 from api.errors import ApiError, not_found
 from api.principal import READ, WRITE, Principal
-from api.tenancy import can_manage, get_visible_deployment, resolve_team_context, visible_deployments_filter
+from api.tenancy import can_manage, can_view, get_visible_deployment, resolve_team_context, visible_deployments_filter
 from api.tiers import check_tier_limit
 from persistence import operations as ops
 from persistence.billing import record_billing_event
@@ -159,7 +159,7 @@ def _enqueue(db: Session, row: Deployment, kind: str, payload: dict[str, Any], m
     )
     if row.status == "Deleting" or active:
         raise ApiError(409, "deleting", f"Deployment '{row.name}' is being deleted")
-    op = ops.enqueue(db, row.name, kind, payload, message)
+    op = ops.enqueue(db, row, kind, payload, message)
     return Accepted(success=True, name=row.name, operationId=op.id, status=row.status, message=message)
 
 
@@ -258,7 +258,7 @@ def _create(
             db.flush()
         except IntegrityError:
             raise ApiError(409, "name_taken", f"Deployment name '{name}' is already taken") from None
-        op = ops.enqueue(db, name, "create", {"spec": msgspec.to_builtins(spec)}, f"create {template.name}")
+        op = ops.enqueue(db, row, "create", {"spec": msgspec.to_builtins(spec)}, f"create {template.name}")
         record_billing_event(
             db, "deployment.created", user_id=principal.user_id, team_id=team_id, deployment_name=name,
             template=template.name,
@@ -380,7 +380,7 @@ async def delete_deployment(request: Request, principal: CurrentPrincipal) -> Re
             )
         row.status = "Deleting"
         row.status_message = "deleting"
-        op = ops.enqueue(db, name, "delete", {}, "delete")
+        op = ops.enqueue(db, row, "delete", {}, "delete")
         return 200, Accepted(success=True, name=name, operationId=op.id, status="Deleting", message="delete")
 
     response = await anyio.to_thread.run_sync(lambda: _write(request, principal, {"deployment_name": name}, action))
@@ -574,9 +574,8 @@ def get_operation(request: Request, principal: CurrentPrincipal, op_id: FromPath
     _, sessions, _ = _state(request)
     with sessions() as db:
         op = ops.get(db, op_id)
-        if op is None:
+        if op is None or not can_view(principal, op):
             raise not_found(f"Operation '{op_id}' not found")
-        get_visible_deployment(db, principal, op.deployment_name)
         return _op_out(op, with_progress=True)
 
 

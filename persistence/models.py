@@ -186,6 +186,10 @@ class Operation(Base):
     finished_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[datetime | None]
+    # Copied from the deployment, so its owners can still read a finished
+    # operation (a delete's, say) after the deployment row is gone.
+    owner_user_id: Mapped[int | None]
+    team_id: Mapped[int | None]
 
 
 class IdempotencyKey(Base):

@@ -21,8 +21,22 @@ from persistence.models import Deployment, Operation
 ACTIVE = ("queued", "running")
 
 
-def enqueue(session: Session, deployment_name: str, kind: str, payload: dict[str, Any], message: str = "") -> Operation:
-    op = Operation(deployment_name=deployment_name, kind=kind, payload=payload, message=message, status="queued")
+def enqueue(
+    session: Session, deployment: Deployment | str, kind: str, payload: dict[str, Any], message: str = ""
+) -> Operation:
+    """Queues an operation on a deployment (the row, or its name)."""
+    row = deployment if isinstance(deployment, Deployment) else session.scalar(
+        select(Deployment).where(Deployment.name == deployment)
+    )
+    op = Operation(
+        deployment_name=row.name if row is not None else str(deployment),
+        owner_user_id=row.owner_user_id if row is not None else None,
+        team_id=row.team_id if row is not None else None,
+        kind=kind,
+        payload=payload,
+        message=message,
+        status="queued",
+    )
     session.add(op)
     session.flush()
     return op

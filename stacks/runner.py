@@ -148,7 +148,7 @@ class Runner:
                 ops.requeue(s, op, payload, f"{op.kind} interrupted by a service restart; resuming")
             for dep in ops.deployments_stuck_deleting(s):
                 log.warning("deployment %s was left half-deleted; retrying the delete", dep.name)
-                ops.enqueue(s, dep.name, "delete", {}, "retry an interrupted delete")
+                ops.enqueue(s, dep, "delete", {}, "retry an interrupted delete")
 
     # --- workers -----------------------------------------------------------
 

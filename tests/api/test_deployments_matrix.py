@@ -70,9 +70,9 @@ def test_every_deployment_route_against_every_credential(deployments_client: Tes
     mallory = seed.user("mallory")
     eve = seed.user("eve")
     blue = seed.team("blue", eve)
-    seed.deployment(D, root)
+    row = seed.deployment(D, root)
     with app.state.write_session_factory() as db, db.begin():
-        op_id = ops.enqueue(db, D, "restart", {}, "restart").id
+        op_id = ops.enqueue(db, row, "restart", {}, "restart").id
     full = (READ, WRITE, ADMIN)
     keys = {
         "malformed": "not-a-key",
