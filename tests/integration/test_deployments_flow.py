@@ -132,3 +132,26 @@ def test_internal_image_deployment_has_no_ingress(service: Service) -> None:
     assert svc.spec.ports[0].target_port in (80, "http")
     r = c.post("/api/deployments/delete", json={"deployment_name": "it-internal"}, headers=h)
     assert service.wait_status("it-internal", {"Gone"}) == {"status": "Gone"}
+
+
+def test_webapp_with_its_database_on_a_volume(service: Service) -> None:
+    """The multi-service template: a public app and a private postgres whose
+    generated password lands in both, on a claim the cluster provisions."""
+    c, h = service.client, service.headers
+    r = c.post("/api/deployments", json={"template": "webapp", "name": "it-webapp"}, headers=h)
+    assert r.status_code == 201, r.text
+    status = service.wait_status("it-webapp", {"Ready", "Error"})
+    assert status["status"] == "Ready", status
+    host = f"it-webapp.{service.settings.base_domain}"
+    assert [i["host"] for i in status["ingresses"]] == [host]
+    api = kube(service)
+    ns = "sd-it-webapp"
+    assert {d.metadata.name for d in client.AppsV1Api(api).list_namespaced_deployment(ns).items} == {"app", "db"}
+    (claim,) = client.CoreV1Api(api).list_namespaced_persistent_volume_claim(ns).items
+    assert claim.status.phase == "Bound"
+    password = c.get("/api/deployments/config?name=it-webapp", headers=h).json()["configData"]["POSTGRES_PASSWORD"]
+    assert len(password) >= 16
+    history = c.get("/api/deployments/it-webapp/history", headers=h).json()["revisions"]
+    assert password not in json.dumps(history)
+    r = c.post("/api/deployments/delete", json={"deployment_name": "it-webapp"}, headers=h)
+    assert service.wait_status("it-webapp", {"Gone"}) == {"status": "Gone"}
