@@ -1,11 +1,15 @@
 """What happens when an auto-update's rollout fails: remember the digest, roll back.
 
-The runner (stacks/runner.py) owns operations; it calls in here when an operation
-of kind "auto-update" fails (the new pods never became Available within the
-deployment's timeout, or the update failed otherwise):
+The runner (stacks/runner.py) owns operations; when an operation of kind
+"auto-update" fails (the new pods never became Available within the deployment's
+timeout, or the update failed otherwise) its failure hook, `RollbackOnFailure`,
+finds the last good revision and calls
 
-    record_failed_update(session, name, digest, reason)   # never retry this digest
     enqueue_rollback(session, name, payload, reason, previous_revision)
+
+which records the digest (`record_failed_update`: never retried) and queues the
+rollback as an ordinary "rollback" operation. The hook is handed to the runner by
+the service (api/service.py), so `stacks` never imports `scheduler`.
 
 Recording is per deployment: an image that cannot start with one deployment's
 config may start with another's, but the same deployment never tries it again,
@@ -14,18 +18,21 @@ and the status endpoint shows why it was skipped.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
 from persistence.models import Operation
+from programs.spec import KEY_IMAGE
 from scheduler import store
 from stacks.changes import Change
 from stacks.settings import Settings
 
 ROLLBACK_KIND = "rollback"
+log = logging.getLogger("shipstack.scheduler.failures")
 
 
 def record_failed_update(
@@ -41,14 +48,21 @@ def record_failed_update(
         store.save_status(session, status)
 
 
-def previous_revision(settings: Settings, deployment_name: str) -> int | None:
-    """The newest successful update in the stack's history: what to roll back to
-    after a failed `up` (which itself is the newest, failed, revision). Runs a
-    pulumi process, so call it outside any database transaction."""
+def previous_revision(settings: Settings, deployment_name: str, failed_image: str | None = None) -> int | None:
+    """The newest successful update that did not run `failed_image`: what to roll back
+    to after a failed auto-update. A failed `up` is normally recorded as failed, but
+    one whose resources were created before the wait gave up may not be, hence the
+    image check. Runs a pulumi process: call it outside any database transaction."""
     from stacks import engine  # imported here: only the runner's process needs pulumi
 
     revisions = engine.history(settings, deployment_name)
-    good = [r.version for r in revisions if r.kind == "update" and r.result == "succeeded"]
+    good = [
+        r.version
+        for r in revisions
+        if r.kind == "update"
+        and r.result == "succeeded"
+        and (failed_image is None or r.config.get(KEY_IMAGE) != failed_image)
+    ]
     return max(good) if good else None
 
 
@@ -79,3 +93,28 @@ def enqueue_rollback(
         message = f"auto-update rollback to {info.get('from')}: {info.get('to')} failed: {short}"
     body = {"change": msgspec.to_builtins(change), "rollback_of": info}
     return ops.enqueue(session, deployment_name, ROLLBACK_KIND, body, message)
+
+
+class RollbackOnFailure:
+    """The runner's failure hook: `Runner(..., on_failed=RollbackOnFailure(settings, sessions))`.
+
+    Called after the runner recorded an operation as failed, outside its transaction
+    (reading the stack history starts a pulumi process); acts on auto-updates only.
+    """
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+
+    def __call__(self, kind: str, deployment_name: str, payload: dict[str, Any], error: str) -> Operation | None:
+        if kind != "auto-update":
+            return None
+        try:
+            revision = previous_revision(self.settings, deployment_name, (payload.get("auto_update") or {}).get("to"))
+        except Exception:
+            log.exception("could not read the history of %s; rolling back to the previous image", deployment_name)
+            revision = None
+        with self.sessions() as s, s.begin():
+            op = enqueue_rollback(s, deployment_name, payload, error, revision)
+        log.warning("%s: auto-update failed (%s); queued %s", deployment_name, error.splitlines()[0][:200], op.message)
+        return op

@@ -390,3 +390,25 @@ def test_status_rows_of_deleted_deployments_are_dropped(env: Env) -> None:
     env.poller().poll()
     with env.sessions() as s:
         assert store.load_status(s, "web") is None
+
+
+def test_the_runner_hook_rolls_back_failed_auto_updates_only(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scheduler.failures as failures
+
+    env.deploy("web", "a:1", patch())
+    monkeypatch.setattr(failures, "previous_revision", lambda settings, name, failed_image: 7)
+    hook = failures.RollbackOnFailure(env.settings, env.sessions)
+    payload = {"change": {"image": "a:2@" + digest("x")}, "auto_update": {"from": "a:1", "digest": digest("x")}}
+    assert hook("config", "web", {"change": {}}, "boom") is None
+    op = hook("auto-update", "web", payload, "deployment app did not become Available in 600 s")
+    assert op is not None and op.kind == "rollback"
+    assert op.payload["change"] == {"rollback_version": 7}
+    with env.sessions() as s:
+        assert digest("x") in store.bad_digests(s, ["web"])["web"]
+
+    def broken(settings: Settings, name: str, failed_image: str | None) -> int:
+        raise RuntimeError("pulumi unavailable")
+
+    monkeypatch.setattr(failures, "previous_revision", broken)
+    op = hook("auto-update", "web", payload, "timed out")
+    assert op is not None and op.payload["change"] == {"image": "a:1"}
