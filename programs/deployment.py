@@ -48,6 +48,21 @@ from programs.templates import (
     validate_for_template,
 )
 
+# pulumi_kubernetes loads its submodules lazily, on first attribute access, and
+# that first load is not thread-safe: two stacks starting at once in the
+# service's worker threads saw "module 'pulumi_kubernetes.core.v1' has no
+# attribute 'Namespace'". Load every module the program uses now, at import.
+_LOADED = (
+    k8s.Provider,
+    k8s.core.v1.Namespace,
+    k8s.core.v1.Secret,
+    k8s.core.v1.Service,
+    k8s.core.v1.PersistentVolumeClaim,
+    k8s.apps.v1.Deployment,
+    k8s.networking.v1.Ingress,
+    k8s.meta.v1.ObjectMetaArgs,
+)
+
 MANAGED_BY = "shipstack"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "app.kubernetes.io/name"

@@ -4,6 +4,7 @@ write, restart, history, preview, rollback, delete."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -155,3 +156,29 @@ def test_webapp_with_its_database_on_a_volume(service: Service) -> None:
     assert password not in json.dumps(history)
     r = c.post("/api/deployments/delete", json={"deployment_name": "it-webapp"}, headers=h)
     assert service.wait_status("it-webapp", {"Gone"}) == {"status": "Gone"}
+
+
+def test_stacks_run_in_parallel_and_one_operation_per_stack(service: Service) -> None:
+    """Three creates overlap in time; writes queued behind a create run after
+    it, one at a time, in order."""
+    c, h = service.client, service.headers
+    names = [f"it-par-{i}" for i in range(3)]
+    creates = [c.post("/api/deployments", json={"template": "nginx", "name": n}, headers=h).json() for n in names]
+    # Queued behind the first create: they must wait for it and for each other.
+    config = c.put("/api/deployments/config", json={"deployment_name": names[0], "configData": {"A": "1"}}, headers=h)
+    restart = c.post("/api/deployments/restart", json={"deployment_name": names[0]}, headers=h)
+    assert config.status_code == 200 and restart.status_code == 200
+    ops = [service.wait_operation(op["operationId"]) for op in creates]
+    assert all(op["status"] == "succeeded" for op in ops), ops
+    assert max(op["startedAt"] for op in ops) < min(op["finishedAt"] for op in ops), "creates did not overlap"
+    chain = [ops[0], service.wait_operation(config.json()["operationId"]),
+             service.wait_operation(restart.json()["operationId"])]  # fmt: skip
+    assert all(op["status"] == "succeeded" for op in chain), chain
+    for earlier, later in itertools.pairwise(chain):
+        assert earlier["finishedAt"] <= later["startedAt"]
+    history = c.get(f"/api/deployments/{names[0]}/history", headers=h).json()["revisions"]
+    assert [r["message"] for r in history][:2] == ["restart", "config: env keys added A"]
+    for n in names:
+        c.post("/api/deployments/delete", json={"deployment_name": n}, headers=h)
+    for n in names:
+        assert service.wait_status(n, {"Gone"}) == {"status": "Gone"}
