@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from stacks.settings import Settings
+from stacks.settings import REPO_ROOT, Settings
 
 PROJECT = "shipstack"
 
@@ -53,27 +53,34 @@ def cli_root() -> str:
     return os.environ.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack"))
 
 
-def workspace_options(settings: Settings) -> auto.LocalWorkspaceOptions:
+def _options(settings: Settings) -> dict:
     work_dir = settings.stacks_dir
     work_dir.mkdir(parents=True, exist_ok=True)
     if settings.backend_url.startswith("file://"):
         Path(settings.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
-    return auto.LocalWorkspaceOptions(
-        work_dir=str(work_dir),
-        pulumi_home=str(settings.pulumi_home),
-        env_vars=engine_env(settings),
-        secrets_provider="passphrase",
-        project_settings=auto.ProjectSettings(
+    return {
+        "work_dir": str(work_dir),
+        "pulumi_home": str(settings.pulumi_home),
+        "env_vars": engine_env(settings),
+        "secrets_provider": "passphrase",
+        "project_settings": auto.ProjectSettings(
             name=PROJECT,
             runtime="python",
+            main=str(REPO_ROOT / "programs"),
             backend=auto.ProjectBackend(url=settings.backend_url),
         ),
-        pulumi_command=pulumi_command(cli_root()),
-    )
+        "pulumi_command": pulumi_command(cli_root()),
+    }
+
+
+@functools.cache
+def _workspace(settings: Settings, program: Callable[[], None]) -> auto.LocalWorkspace:
+    """One workspace for every stack: they share the work dir, the project and
+    the program, and every command names its stack explicitly. Sharing it
+    writes Pulumi.yaml once instead of once per operation, from one thread."""
+    return auto.LocalWorkspace(program=program, **_options(settings))
 
 
 def stack(settings: Settings, name: str, program: Callable[[], None]) -> auto.Stack:
     """Selects the deployment's stack, creating it the first time."""
-    return auto.create_or_select_stack(
-        stack_name=name, project_name=PROJECT, program=program, opts=workspace_options(settings)
-    )
+    return auto.Stack.create_or_select(name, _workspace(settings, program))
