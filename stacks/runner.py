@@ -68,8 +68,18 @@ def _owner_alive(owner: str) -> bool:
 class Runner:
     current_owner: str = ""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], workers: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        workers: int | None = None,
+        on_failed: Callable[[str, str, dict[str, Any], str], object] | None = None,
+    ) -> None:
         self.settings = settings
+        # Called as (kind, deployment, payload, error) after a failure is recorded;
+        # the scheduler's automatic rollback of a failed auto-update hangs here, so
+        # that stacks never imports scheduler.
+        self.on_failed = on_failed
         self.sessions = sessions
         self.workers = workers or settings.workers
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -222,6 +232,12 @@ class Runner:
             with self.sessions() as s, s.begin():
                 ops.finish(s, op.id, ok=False, message=f"{op.kind} failed", error=error, progress=progress)
                 self._mark_error(s, op.deployment_name, error, deleting=op.kind == "delete")
+            if self.on_failed is not None:
+                try:
+                    self.on_failed(op.kind, op.deployment_name, payload, error)
+                except Exception:
+                    log.exception("the failure hook of operation %s failed", op.id)
+                self.notify()
             return
         with self.sessions() as s, s.begin():
             ops.finish(s, op.id, ok=True, message=message, result=result, progress=progress)
@@ -246,6 +262,11 @@ class Runner:
             else:
                 target = apply_change(current, change, load_catalog().get(current.template))
                 message = describe_change(current, target)
+                if op.kind == "auto-update":
+                    expected = (payload.get("auto_update") or {}).get("expect_image", current.image)
+                    if expected != current.image:  # the spec changed after the poll decided
+                        return f"skipped: the image is now {current.image}, not {expected}", {"changed": False}
+                    message = op.message or message  # "auto-update nginx:1.25.3 -> 1.25.4 (sha256:...)"
             if target == current:
                 return "no change: the spec already matches", {"changed": False}
         self._set_status(name, "Provisioning", op.message or message)

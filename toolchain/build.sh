@@ -126,6 +126,12 @@ cp "$kwok_src/kustomize/metrics/resource/metrics-resource.yaml" "$bin/kwok-metri
 build metrics-server "$METRICS_SERVER_VERSION" "$here/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server \
   "-X k8s.io/client-go/pkg/version.gitVersion=v$METRICS_SERVER_VERSION"
 
+# --- a registry for the auto-update tests ---------------------------------------
+build registry "$REGISTRY_VERSION" "$here/registry" github.com/distribution/distribution/v3/cmd/registry \
+  "-X github.com/distribution/distribution/v3/version.version=v$REGISTRY_VERSION"
+build crane "$CRANE_VERSION" "$here/registry" github.com/google/go-containerregistry/cmd/crane \
+  "-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=v$CRANE_VERSION"
+
 if [ "${1:-}" != "--quiet" ]; then
   printf '%-28s %-10s %s\n' component version path
   printf '%-28s %-10s %s\n' pulumi "$("$bin/pulumi" version)" "$(readlink -f "$bin/pulumi")"
@@ -136,5 +142,7 @@ if [ "${1:-}" != "--quiet" ]; then
   done
   printf '%-28s %-10s %s\n' kwok "v$KWOK_VERSION" "$(readlink -f "$bin/kwok")"
   printf '%-28s %-10s %s\n' metrics-server "v$METRICS_SERVER_VERSION" "$(readlink -f "$bin/metrics-server")"
+  printf '%-28s %-10s %s\n' registry "v$REGISTRY_VERSION" "$(readlink -f "$bin/registry")"
+  printf '%-28s %-10s %s\n' crane "v$CRANE_VERSION" "$(readlink -f "$bin/crane")"
   printf '%-28s %-10s %s\n' PULUMI_HOME "" "$pulumi_home"
 fi
