@@ -99,7 +99,8 @@ PY
     "-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PULUMI_K8S_VERSION"
   rm -rf "$work"
 fi
-ln -sfn "$provider_out" "$bin/pulumi-resource-kubernetes"
+# Not on PATH: an ambient plugin would win over the versioned one in PULUMI_HOME.
+rm -f "$bin/pulumi-resource-kubernetes"
 
 # Installed into shipstack's own Pulumi home under the exact version the Python
 # SDK asks for, so the engine never looks for it on the network.

@@ -60,8 +60,11 @@ def main() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
-    # The engine kills its plugins when it is done with them.
-    server.wait_for_termination()
+    # The engine interrupts its plugins when it is done with them: a normal end.
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(0)
 
 
 if __name__ == "__main__":
