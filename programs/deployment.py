@@ -30,6 +30,7 @@ import pulumi_kubernetes as k8s
 
 from programs.spec import (
     CONFIG_NAMESPACE,
+    KEY_AWAIT_TIMEOUT,
     KEY_CLUSTER_IDENTIFIER,
     KEY_KUBECONFIG,
     PROGRAM_VERSION,
@@ -179,10 +180,11 @@ def _service_resources(
     svc: ResolvedService,
     namespace: k8s.core.v1.Namespace,
     provider: k8s.Provider,
+    await_timeout_s: int = AWAIT_TIMEOUT_S,
 ) -> dict[str, Any]:
     ns_name = namespace_for(spec.name)
     labels = _labels(spec, svc.name)
-    await_annotations = {ANNOTATION_TIMEOUT: str(AWAIT_TIMEOUT_S)}
+    await_annotations = {ANNOTATION_TIMEOUT: str(await_timeout_s)}
 
     def opts(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(provider=provider, depends_on=[namespace, *depends_on])
@@ -339,6 +341,7 @@ def build(
     spec: DeploymentSpec,
     provider: k8s.Provider,
     catalog: dict[str, Template] | None = None,
+    await_timeout_s: int = AWAIT_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Create the deployment's resources with `provider` and export its outputs.
 
@@ -362,7 +365,7 @@ def build(
         opts=pulumi.ResourceOptions(provider=provider),
     )
     for svc in services:
-        _service_resources(spec, svc, namespace, provider)
+        _service_resources(spec, svc, namespace, provider, await_timeout_s)
 
     outputs = outputs_for(spec, services)
     for key, value in outputs.items():
@@ -399,4 +402,8 @@ def read_config() -> tuple[DeploymentSpec, str, str]:
 def program_from_config() -> dict[str, Any]:
     """The Pulumi program: inline for the service, via `__main__.py` for the CLI."""
     spec, kubeconfig, cluster_identifier = read_config()
-    return build(spec, make_provider(kubeconfig, cluster_identifier))
+    # Where the service runs decides how long a rollout may take, not the spec:
+    # like the kubeconfig, it is written into every update's config.
+    raw_timeout = pulumi.Config(CONFIG_NAMESPACE).get(KEY_AWAIT_TIMEOUT.removeprefix(f"{CONFIG_NAMESPACE}:"))
+    timeout = int(raw_timeout) if raw_timeout and raw_timeout.isdigit() else AWAIT_TIMEOUT_S
+    return build(spec, make_provider(kubeconfig, cluster_identifier), await_timeout_s=timeout)

@@ -84,6 +84,7 @@ KEY_PROGRAM_VERSION = "shipstack:programVersion"
 # deploys, not what the user asked for, so they never show up in `describe_change`.
 KEY_KUBECONFIG = "shipstack:kubeconfig"  # secret: kubeconfig contents
 KEY_CLUSTER_IDENTIFIER = "shipstack:clusterIdentifier"  # optional, plain
+KEY_AWAIT_TIMEOUT = "shipstack:awaitTimeoutSeconds"  # optional, plain: how long a rollout may take
 
 SPEC_CONFIG_KEYS: tuple[str, ...] = (
     KEY_NAME,

@@ -23,7 +23,7 @@ import msgspec
 from pulumi import automation as auto
 
 from programs.deployment import program_from_config
-from programs.spec import DeploymentSpec, config_to_spec, spec_to_config
+from programs.spec import KEY_AWAIT_TIMEOUT, DeploymentSpec, config_to_spec, spec_to_config
 from stacks import stackconfig, workspace
 from stacks.settings import Settings
 
@@ -85,6 +85,7 @@ def stack_config(spec: DeploymentSpec, settings: Settings) -> dict[str, auto.Con
     # Every resource must name the explicit provider: the service's own
     # KUBECONFIG must never decide which cluster a tenant's stack lands on.
     values[DEFAULT_PROVIDERS_KEY] = auto.ConfigValue(value='["kubernetes"]', secret=False)
+    values[KEY_AWAIT_TIMEOUT] = auto.ConfigValue(value=str(settings.rollout_timeout_s), secret=False)
     return values
 
 

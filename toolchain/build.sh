@@ -124,6 +124,10 @@ build kwok "$KWOK_VERSION" "$here/kwok" sigs.k8s.io/kwok/cmd/kwok \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 kwok_src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 cp "$kwok_src/kustomize/metrics/resource/metrics-resource.yaml" "$bin/kwok-metrics-resource.yaml"
+# kwok's default pod lifecycle, which toolchain/cluster.py extends (images named
+# "never-ready" never become Ready, to test failed rollouts).
+mkdir -p "$bin/kwok-pod-stages"
+cp "$kwok_src"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$bin/kwok-pod-stages/"
 build metrics-server "$METRICS_SERVER_VERSION" "$here/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server \
   "-X k8s.io/client-go/pkg/version.gitVersion=v$METRICS_SERVER_VERSION"
 

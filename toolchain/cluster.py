@@ -284,7 +284,34 @@ def kwok_config(logs_file: Path) -> str:
     # kwok's own description of kubelet's /metrics/resource endpoint, copied from
     # its module by toolchain/build.sh.
     metric = (BIN / "kwok-metrics-resource.yaml").read_text()
-    return "---\n".join([ingress_stage, logs, usage, metric])
+    return "---\n".join([ingress_stage, logs, usage, metric, *pod_stages()])
+
+
+# A pod whose image reference contains this never becomes Ready: a rollout of
+# such an image stalls, as one with a failing readiness probe would.
+NEVER_READY_MARK = "never-ready"
+
+
+def pod_stages() -> list[str]:
+    """kwok's default pod stages, with pod-ready skipping never-ready images.
+
+    Giving kwok any pod stage replaces all of its defaults, hence all three.
+    """
+    stages = []
+    for name in ("pod-ready", "pod-complete", "pod-delete"):
+        text = (BIN / "kwok-pod-stages" / f"{name}.yaml").read_text()
+        if name == "pod-ready":
+            anchor = "    matchExpressions:\n"
+            if anchor not in text:
+                raise ClusterError(f"kwok's {name} stage changed shape; update toolchain/cluster.py")
+            extra = (
+                f"    - key: '.spec.containers.[].image | contains(\"{NEVER_READY_MARK}\")'\n"
+                "      operator: 'NotIn'\n"
+                "      values: ['true']\n"
+            )
+            text = text.replace(anchor, anchor + extra, 1)
+        stages.append(text)
+    return stages
 
 
 # A stand-in for an application's output: kwok serves this CRI-format file as

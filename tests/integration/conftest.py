@@ -4,6 +4,7 @@ the database (SQLite, and PostgreSQL when the run has one)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -61,8 +62,14 @@ def service(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Ite
         url = _fresh_postgres_database(base)
     else:
         url = f"sqlite:///{tmp_path / 'shipstack.db'}"
-    svc_settings = msgspec.structs.replace(settings, database_url=url)
-    app = build_app(svc_settings)
+    with running_service(msgspec.structs.replace(settings, database_url=url)) as svc:
+        yield svc
+
+
+@contextlib.contextmanager
+def running_service(settings: Settings) -> Iterator[Service]:
+    """The service on `settings`, with one user and a read/write key."""
+    app = build_app(settings)
     with TestClient(app, timeout=120) as client:
         with app.state.write_session_factory() as db, db.begin():
             user = add_user(db, "tester", password_hash=None)
@@ -71,7 +78,7 @@ def service(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Ite
                 db, prefix=prefix, secret_hash=digest, name="tests", user_id=user.id,
                 scopes=["deployments:read", "deployments:write"],
             )  # fmt: skip
-        yield Service(client=client, settings=svc_settings, headers={"Authorization": f"Bearer {key}"})
+        yield Service(client=client, settings=settings, headers={"Authorization": f"Bearer {key}"})
 
 
 def _fresh_postgres_database(base: str) -> str:

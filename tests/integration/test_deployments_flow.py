@@ -182,3 +182,29 @@ def test_stacks_run_in_parallel_and_one_operation_per_stack(service: Service) ->
         c.post("/api/deployments/delete", json={"deployment_name": n}, headers=h)
     for n in names:
         assert service.wait_status(n, {"Gone"}) == {"status": "Gone"}
+
+
+def test_a_rollout_that_never_becomes_ready_ends_in_error(settings, tmp_path) -> None:
+    """kwok keeps pods of "never-ready" images un-Ready: the provider's await
+    gives up after the rollout timeout and the deployment says why."""
+    import msgspec
+
+    from tests.integration.conftest import running_service
+
+    quick = msgspec.structs.replace(
+        settings, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", rollout_timeout_s=20
+    )
+    with running_service(quick) as svc:
+        r = svc.client.post(
+            "/api/deployments/deploy-image",
+            json={"image": "registry.example/never-ready:1.0", "name": "it-never", "containerPort": 80},
+            headers=svc.headers,
+        )
+        assert r.status_code == 201, r.text
+        status = svc.wait_status("it-never", {"Ready", "Error"}, timeout=180)
+        assert status["status"] == "Error" and status["allowRequest"] is True
+        assert "it-never" in status["statusMessage"] or "app" in status["statusMessage"]
+        listed = {d["name"]: d for d in svc.client.get("/api/deployments", headers=svc.headers).json()}
+        assert listed["it-never"]["lastError"] == status["statusMessage"]
+        svc.client.post("/api/deployments/delete", json={"deployment_name": "it-never"}, headers=svc.headers)
+        assert svc.wait_status("it-never", {"Gone"}) == {"status": "Gone"}
