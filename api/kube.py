@@ -290,6 +290,7 @@ def parse_time_ns(text: str) -> int | None:
     return seconds * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
 
 
+@functools.lru_cache(maxsize=8192)  # every stream of a service formats the same times
 def format_time_ns(ns: int, *, fraction: bool = True) -> str:
     """RFC 3339 in UTC with exactly nine fraction digits (or none: whole seconds, floored)."""
     seconds, rest = divmod(ns, 1_000_000_000)
@@ -577,7 +578,13 @@ def decode_watch_event(line: bytes) -> tuple[str, Pod | Status | None]:
     event = msgspec.json.decode(line, type=WatchEvent)
     if event.type == "ERROR":
         return event.type, msgspec.json.decode(event.object, type=Status)
+    if event.type == "BOOKMARK":  # only metadata.resourceVersion means anything ("containers": null)
+        return event.type, Pod(metadata=msgspec.json.decode(event.object, type=_Bookmark).metadata)
     return event.type, msgspec.json.decode(event.object, type=Pod)
+
+
+class _Bookmark(_K8s):
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
 
 
 def type_name(exc: BaseException) -> str:

@@ -64,6 +64,7 @@ import asyncio
 import bisect
 import collections
 import contextlib
+import functools
 import logging
 import queue
 import re
@@ -627,8 +628,8 @@ class LogHub:
                     self._notice(f"cluster unreachable, retrying: {exc.message}")
                 else:
                     log.warning("watching pods of %s failed: %s", self.namespace, exc.message)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                log.warning("undecodable watch event for %s", self.namespace)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("undecodable watch event for %s: %s", self.namespace, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             with contextlib.suppress(KubeError):
@@ -1016,12 +1017,15 @@ async def deployment_log_stream(
 _enc = msgspec.json.Encoder()
 
 
-def _line_event(follower: LogFollower, line: LogLine) -> bytes:
-    cursor = follower.delivered_line(line)
-    data = _enc.encode(
+@functools.lru_cache(maxsize=4096)  # a line shared by many streams is encoded once
+def _line_data(line: LogLine) -> bytes:
+    return _enc.encode(
         LogLineEvent(pod=line.source.pod, container=line.source.container, time=line.time, line=line.text)
     )
-    return sse(data, event_id=cursor)
+
+
+def _line_event(follower: LogFollower, line: LogLine) -> bytes:
+    return sse(_line_data(line), event_id=follower.delivered_line(line))
 
 
 async def _sse_logs(

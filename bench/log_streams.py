@@ -1,15 +1,18 @@
 """How many log streams (GET /api/deployments/{name}/logs/stream, SSE) one service
 process holds open at once, and what each costs.
 
-    .venv/bin/python bench/log_streams.py [--steps 50,100,200,400,800] [--window 12]
+    .venv/bin/python bench/log_streams.py [--steps 1,100,250,500,1000,2000] [--window 12]
+                                          [--deployments 1] [--max-streams 10000]
 
 What it does:
   1. Starts its own local cluster (toolchain/cluster.py, needs `make toolchain`), or
      uses the cluster of $KUBECONFIG when set.
   2. Runs the service (`api.service.build_app`, plus the observe routes if
      api/service.py does not register them yet) in a separate process under uvicorn,
-     with a fresh SQLite database and the rate limit off; creates a key and one
-     `nginx` deployment and waits until it is Ready.
+     with a fresh SQLite database, the rate limit off and MAX_STREAMS raised; creates
+     a key and `--deployments` nginx deployments (one pod each) and waits until they
+     are Ready. Streams are spread round robin over the deployments: the streams of
+     one deployment share one pod watch and one log follow (api.observe.LogHub).
   3. Opens SSE log streams in steps; at each step, over `--window` seconds, measures
      the service's resident memory and CPU, the API server's and kwok's CPU, how many
      streams received a new line (kwok writes one every 2 s) and the delivery
@@ -55,6 +58,7 @@ SERVER = r"""
 import sys, uvicorn
 from api import observe
 from api.service import build_app
+observe.MAX_STREAMS = int(sys.argv[2])
 app = build_app()
 paths = {r.path for r in app.routes}
 for handler in observe.ROUTES:
@@ -177,9 +181,11 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def run_bench(args: argparse.Namespace, base: str, key: str, name: str, pids: dict[str, int], api_port: int):
+async def run_bench(
+    args: argparse.Namespace, base: str, key: str, names: list[str], pids: dict[str, int], api_port: int
+):
     headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
-    url = f"{base}/api/deployments/{name}/logs/stream?tail=0"
+    urls = [f"{base}/api/deployments/{name}/logs/stream?tail=0" for name in names]
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
     rows: list[Row] = []
     tasks: list[asyncio.Task[None]] = []
@@ -194,6 +200,7 @@ async def run_bench(args: argparse.Namespace, base: str, key: str, name: str, pi
                 for _ in range(batch):
                     s = StreamStats()
                     stats.append(s)
+                    url = urls[len(tasks) % len(urls)]  # round robin over the deployments
                     tasks.append(asyncio.create_task(hold_stream(http, url, headers, s)))
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + 60
@@ -258,6 +265,8 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=12.0, help="seconds measured per step")
     parser.add_argument("--settle", type=float, default=4.0, help="seconds to wait after opening a step's streams")
     parser.add_argument("--open-batch", type=int, default=25, help="streams opened at once")
+    parser.add_argument("--deployments", type=int, default=1, help="deployments the streams are spread over")
+    parser.add_argument("--max-streams", type=int, default=10000, help="the service's MAX_STREAMS for the run")
     args = parser.parse_args()
     args.steps = [int(x) for x in args.steps.split(",")]
 
@@ -287,7 +296,7 @@ def main() -> int:
             env=env, cwd=REPO, check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         port = free_port()
-        server = subprocess.Popen([py, "-c", SERVER, str(port)], env=env, cwd=REPO)
+        server = subprocess.Popen([py, "-c", SERVER, str(port), str(args.max_streams)], env=env, cwd=REPO)
         base = f"http://127.0.0.1:{port}"
         h = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base, headers=h, timeout=60) as c:
@@ -299,14 +308,15 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("the service did not start")
                 time.sleep(0.3)
-            r = c.post("/api/deployments", json={"template": "nginx", "name": "bench-logs"})
-            r.raise_for_status()
-            name = r.json()["name"]
-            log(f"deployment {name} created; waiting until Ready")
-            deadline = time.monotonic() + 600
-            while (status := c.get(f"/api/deployments/status?name={name}&wait=10").json()["status"]) != "Ready":
-                if status == "Error" or time.monotonic() > deadline:
-                    raise SystemExit(f"deployment is {status}")
+            names = [f"bench-logs-{i}" for i in range(args.deployments)]
+            for name in names:
+                c.post("/api/deployments", json={"template": "nginx", "name": name}).raise_for_status()
+            log(f"{len(names)} deployment(s) created; waiting until Ready")
+            deadline = time.monotonic() + 900
+            for name in names:
+                while (status := c.get(f"/api/deployments/status?name={name}&wait=10").json()["status"]) != "Ready":
+                    if status == "Error" or time.monotonic() > deadline:
+                        raise SystemExit(f"deployment {name} is {status}")
         kubeconfig = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
         api_port = urlparse(kubeconfig["clusters"][0]["cluster"]["server"]).port or 443
         pids = {"service": server.pid}
@@ -314,7 +324,7 @@ def main() -> int:
             state = cluster.state() or {}
             pids |= {k: v for k, v in state.get("pids", {}).items() if k in ("kube-apiserver", "kwok")}
         idle_rss = rss_mb(server.pid)
-        rows, base_conns, during, after, rss_after = asyncio.run(run_bench(args, base, key, name, pids, api_port))
+        rows, base_conns, during, after, rss_after = asyncio.run(run_bench(args, base, key, names, pids, api_port))
     finally:
         if server is not None:
             server.terminate()
@@ -328,6 +338,7 @@ def main() -> int:
 
     print()
     print(f"machine: {os.cpu_count()} cores; one service process (uvicorn, asyncio loop); client on the same machine")
+    print(f"streams spread over {args.deployments} deployment(s) of one pod each (one shared upstream per deployment)")
     print(f"service RSS with no stream open (deployment Ready): {idle_rss:.1f} MB")
     head = (
         f"{'streams':>8} {'RSS MB':>8} {'thr':>4} {'svc CPU':>8} {'apisrv':>7} {'kwok':>6} {'client':>7} "
@@ -346,10 +357,11 @@ def main() -> int:
         ys = [r.rss_mb for r in rows]
         slope = statistics.linear_regression(xs, ys).slope if len(set(xs)) > 1 else float("nan")
         print(f"memory per stream (slope of RSS): {slope * 1024:.0f} KB")
-        per_conn = [(r.kube_connections - base_conns) / r.streams for r in rows if r.streams]
-        print(f"API server connections per stream: {statistics.mean(per_conn):.2f}")
     print(f"largest healthy step: {max((r.streams for r in healthy), default=0)} streams open at once")
-    print(f"service connections to the API server: {base_conns} before, {during} with streams open, {after} after")
+    print(
+        f"service connections to the API server: {base_conns} before, {during} with streams open, {after} after "
+        f"(per deployment 1 pod watch + 1 log follow, shared by its streams; plus up to 32 pooled keep-alives)"
+    )
     print(f"service RSS after closing every stream: {rss_after:.1f} MB")
     if kwok_errors:
         print("kwok (the simulated kubelet that serves every log) reported:")

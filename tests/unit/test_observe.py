@@ -230,3 +230,15 @@ def test_sources_are_started_containers_in_creation_order() -> None:
     sources, notes = _sources(pods)
     assert sources == [SourceKey("web-a", "web"), SourceKey("web-b", "web")]
     assert notes == ["pod web-c: container web is ContainerCreating"]
+
+
+def test_watch_bookmarks_and_errors_decode() -> None:
+    bookmark = (
+        b'{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"303"},'
+        b'"spec":{"containers":null},"status":{}}}'
+    )
+    kind, pod = decode_watch_event(bookmark)
+    assert kind == "BOOKMARK" and isinstance(pod, Pod) and pod.metadata.resource_version == "303"
+    error = b'{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}'
+    kind, status = decode_watch_event(error)
+    assert kind == "ERROR" and not isinstance(status, Pod) and status is not None and status.code == 410
