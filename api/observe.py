@@ -44,8 +44,14 @@ starts/stops following a pod (restart, config update, rollout: the stream follow
 the new pods by watching the pods of the service), `event: status` when nothing
 can be followed (no pods yet, cluster unreachable: it retries), `event: end`
 when the deployment is gone. A comment line is sent every HEARTBEAT_S while idle.
-When the client disconnects, every task, watch and log connection of the stream
-is closed (the generator's `finally` and the response's background task both do).
+
+The streams of one service share one `LogHub` per process (one pod watch, one
+followed log per container, the last HUB_LINES lines of each kept in memory), so
+a thousand clients on a deployment cost the cluster what one does. When a client
+disconnects its subscription is closed at once (the generator's `finally` and the
+response's background task both do it); when the last client of a hub leaves,
+the hub cancels its tasks, which closes its watch and log connections.
+bench/log_streams.py measures how many streams a process holds.
 
 Operation progress (SSE)
 ------------------------
@@ -85,7 +91,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import ApiError, not_found
+from api.errors import ApiError, ErrorBody, not_found
 from api.kube import (
     Kube,
     KubeError,
@@ -780,17 +786,19 @@ class LogFollower:
 
     async def next_batch(self, timeout: float) -> list[Item]:
         """Up to BATCH items, waiting at most `timeout` for the first ([] on timeout)."""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    self.wake.clear()
-                    batch = await self._collect()
-                    if batch:
-                        self.wake.set()  # there may be more: the next call looks again at once
-                        return batch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self.wake.clear()
+            batch = await self._collect()  # never under the timeout: it must not lose what it took
+            if batch:
+                self.wake.set()  # there may be more: the next call looks again at once
+                return batch
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
                     await self.wake.wait()
-        except TimeoutError:
-            return []
+            except TimeoutError:
+                return []
 
     def delivered_line(self, line: LogLine) -> str:
         """Records that `line` reached the client; returns the stream's cursor (the SSE id)."""
@@ -903,6 +911,11 @@ async def _start_follower(
 # --- routes: logs -------------------------------------------------------------------
 
 
+_ERRORS = {
+    404: ResponseSpec(ErrorBody, description="No such deployment (or operation), or not yours"),
+    503: ResponseSpec(ErrorBody, description="The cluster (or its metrics API) is unreachable"),
+}
+
 ServiceParam = Annotated[
     str | None, QueryParameter(name="service", required=False, description="Service (default: the first)")
 ]
@@ -912,7 +925,10 @@ LimitParam = Annotated[int, QueryParameter(name="limit", description=f"At most t
 
 @get(
     "/api/deployments/{name:str}/logs",
-    responses={200: ResponseSpec(LogsResponse, description="JSON logs; with follow=true a text/plain stream")},
+    responses={
+        200: ResponseSpec(LogsResponse, description="JSON logs; with follow=true a text/plain stream"),
+        **_ERRORS,
+    },
 )
 async def deployment_logs(
     request: Request[Any, Any, Any],
@@ -987,7 +1003,7 @@ async def _text_follow(
 @get(
     "/api/deployments/{name:str}/logs/stream",
     media_type="text/event-stream",
-    responses={200: ResponseSpec(LogLineEvent, description="text/event-stream, one event per line")},
+    responses={200: ResponseSpec(LogLineEvent, description="text/event-stream, one event per line"), **_ERRORS},
 )
 async def deployment_log_stream(
     request: Request[Any, Any, Any],
@@ -1082,7 +1098,7 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@get("/api/deployments/{name:str}/metrics")
+@get("/api/deployments/{name:str}/metrics", responses=_ERRORS)
 async def deployment_metrics(
     request: Request[Any, Any, Any], principal: Principal, name: str, service: ServiceParam = None
 ) -> MetricsResponse:
@@ -1142,7 +1158,7 @@ async def deployment_metrics(
     )
 
 
-@get("/api/deployments/{name:str}/events")
+@get("/api/deployments/{name:str}/events", responses=_ERRORS)
 async def deployment_events(
     request: Request[Any, Any, Any],
     principal: Principal,
@@ -1210,7 +1226,10 @@ def _progress_event(item: dict[str, Any], index: int) -> bytes:
 @get(
     "/api/operations/{op_id:str}/events",
     media_type="text/event-stream",
-    responses={200: ResponseSpec(EndEvent, description="text/event-stream of engine events, then `end`")},
+    responses={
+        200: ResponseSpec(EndEvent, description="text/event-stream of engine events, then `end`"),
+        404: _ERRORS[404],
+    },
 )
 async def operation_events(
     request: Request[Any, Any, Any],

@@ -627,3 +627,13 @@ def test_operation_events_live_then_end(app: App) -> None:
     assert [e.get("id") for e in events] == ["1", "2", "3", "end"]
     assert msgspec.json.decode(events[-1]["data"]) == {"status": "failed", "message": "restart failed", "error": "boom"}
     assert runner.listeners[op_id] == []
+
+
+def test_openapi_documents_the_routes(app: App) -> None:
+    paths = app.client.get("/api/openapi.json").json()["paths"]
+    stream = paths["/api/deployments/{name}/logs/stream"]["get"]
+    assert {p["name"] for p in stream["parameters"]} >= {"service", "tail", "Last-Event-ID"}
+    assert {"200", "400", "404", "503"} <= set(stream["responses"])
+    for path in ("logs", "metrics", "events"):
+        assert f"/api/deployments/{{name}}/{path}" in paths
+    assert "/api/operations/{op_id}/events" in paths
