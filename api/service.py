@@ -41,5 +41,5 @@ def build_app(settings: Settings | None = None, *, run_operations: bool = True) 
         settings,
         extra_route_handlers=[*deployments.ROUTES, *autoupdate.ROUTES, *observe.ROUTES],
         on_startup=[start_runner],
-        on_shutdown=[stop_runner],
+        on_shutdown=[stop_runner, observe.close_kube],
     )
