@@ -45,6 +45,7 @@ from litestar.template.config import TemplateConfig
 from api import autoupdate, deployments
 from api.auth import AUTH_OPTIONAL, CSRF_FORM_FIELD, PUBLIC, OptionalPrincipal, resolve_team_context
 from api.errors import ApiError
+from api.login import _safe_next
 from api.principal import READ, WRITE, Principal
 from persistence.accounts import get_team
 from programs.spec import STRATEGIES, UPDATE_POLICIES, VISIBILITIES
@@ -106,7 +107,7 @@ def _teams(principal: Principal, request: Request[Any, Any, Any]) -> list[dict[s
 def _page(
     request: Request[Any, Any, Any],
     principal: Principal | None,
-    name: str,
+    template_name: str,
     *,
     title: str,
     status_code: int = 200,
@@ -120,7 +121,7 @@ def _page(
         can_write=bool(principal and principal.has_scope(WRITE)),
         path=request.url.path,
     )
-    return Template(template_name=name, context=context, status_code=status_code, headers=PAGE_HEADERS)
+    return Template(template_name=template_name, context=context, status_code=status_code, headers=PAGE_HEADERS)
 
 
 def _error_page(request: Request[Any, Any, Any], principal: Principal | None, exc: ApiError) -> Template:
@@ -162,25 +163,28 @@ def _templates_for_form(principal: Principal) -> list[dict[str, Any]]:
 
 # --- routes -------------------------------------------------------------------------
 
-_PAGE = {"opt": {AUTH_OPTIONAL: True}, "include_in_schema": False, "media_type": MediaType.HTML}
+
+def _page_route() -> dict[str, Any]:
+    """Route options of every page: signed-in optional (anonymous -> /login), not in the API schema."""
+    return {"opt": {AUTH_OPTIONAL: True}, "include_in_schema": False, "media_type": MediaType.HTML}
 
 
-@get("/", **_PAGE)
+@get("/", **_page_route())
 async def home(optional_principal: OptionalPrincipal) -> Redirect:
     return Redirect("/deployments" if optional_principal else "/login", status_code=303)
 
 
-@get("/login", **_PAGE)
+@get("/login", **_page_route())
 async def login_page(
     request: Request[Any, Any, Any], optional_principal: OptionalPrincipal, next: FromQuery[str | None] = None
 ) -> Response[Any]:
-    target = next if next and next.startswith("/") and not next.startswith(("//", "/\\")) else "/deployments"
+    target = _safe_next(next) or "/deployments"
     if optional_principal is not None and optional_principal.via == "session":
         return Redirect(target, status_code=303)
     return _page(request, None, "login.html", title="Sign in", next=target)
 
 
-@get("/deployments", **_PAGE)
+@get("/deployments", **_page_route())
 async def list_page(
     request: Request[Any, Any, Any], optional_principal: OptionalPrincipal, team_id: FromQuery[str | None] = None
 ) -> Response[Any]:
@@ -203,7 +207,7 @@ async def list_page(
     )  # fmt: skip
 
 
-@get("/deploy", **_PAGE)
+@get("/deploy", **_page_route())
 async def create_page(
     request: Request[Any, Any, Any], optional_principal: OptionalPrincipal, team_id: FromQuery[str | None] = None
 ) -> Response[Any]:
@@ -223,7 +227,7 @@ async def create_page(
     )  # fmt: skip
 
 
-@get("/deployments/{name:str}", **_PAGE)
+@get("/deployments/{name:str}", **_page_route())
 async def detail_page(
     request: Request[Any, Any, Any],
     optional_principal: OptionalPrincipal,

@@ -8,6 +8,7 @@
   const csrf = () => ($('meta[name="csrf-token"]') || {}).content || "";
   const enc = encodeURIComponent;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
   class ApiError extends Error {
@@ -300,16 +301,20 @@
       a.textContent = d.name;
       th.appendChild(a);
       const status = document.createElement("td");
+      status.dataset.label = "Status";
       const err = document.createElement("span");
       err.className = "row-error";
       err.dataset.rowError = "";
       status.append(badge(d.status), err);
       const source = document.createElement("td");
       source.textContent = d.template === "image" ? (d.image || "image") : d.template;
+      source.dataset.label = "Source";
       const vis = document.createElement("td");
       vis.textContent = d.visibility;
+      vis.dataset.label = "Visibility";
       const ing = document.createElement("td");
       ing.dataset.ingresses = "";
+      ing.dataset.label = "Open";
       tr.append(th, status, source, vis, ing);
       return tr;
     }
@@ -441,18 +446,20 @@
     const bar = $("#op-progress");
     const steps = $("#op-steps");
 
-    function follow(opId) {
-      following = following.then(() => followOne(opId));
+    let running = 0;  // operations being followed
+    function follow(opId, label) {
+      running += 1;
+      following = following.then(() => followOne(opId, label)).finally(() => { running -= 1; });
       return following;
     }
 
-    function followOne(opId) {
+    function followOne(opId, knownLabel) {
       panel.hidden = false;
       panel.classList.remove("failed", "succeeded");
       steps.replaceChildren();
       bar.removeAttribute("value");
       const byUrn = new Map();
-      let label = "Operation";
+      let label = knownLabel || "Operation";
       let total = 0;
       let done = 0;
       const say = (text) => { summary.textContent = `${label}: ${text}`; };
@@ -495,7 +502,8 @@
           bar.max = 1;
           bar.value = 1;
           panel.classList.add(status === "succeeded" ? "succeeded" : "failed");
-          say(status === "succeeded" ? `succeeded${message ? ` (${message})` : ""}` : `${status}${error ? `: ${error}` : ""}`);
+          const more = message && message !== label ? ` — ${message}` : "";
+          say(status === "succeeded" ? `succeeded${more}` : `${status}${error ? `: ${error}` : ""}`);
           if (new URLSearchParams(location.search).get("op") === opId) history.replaceState(null, "", location.pathname);
           afterOperation.forEach((fn) => fn(status));
           resolve(status);
@@ -510,7 +518,7 @@
           while (!finished) {
             try {
               const op = await api("GET", `/api/operations/${enc(opId)}`);
-              label = op.message || op.kind;
+              if (!knownLabel) label = op.message || op.kind;
               (op.progress || []).forEach(take);
               if (op.status === "succeeded" || op.status === "failed") return finish(op.status, op.message, op.error);
               if (!total) say(op.status === "queued" ? "waiting to start…" : "running…");
@@ -522,7 +530,7 @@
           }
         };
         api("GET", `/api/operations/${enc(opId)}`).then((op) => {
-          label = op.message || op.kind;
+          if (!knownLabel) label = op.message || op.kind;
           if (!total && !finished) say(op.status === "queued" ? "waiting to start…" : "running…");
         }).catch(() => {});
         if (!flags("hasOpEvents") || !window.EventSource) { poll(); return; }
@@ -545,20 +553,20 @@
       const accepted = await promise;
       if (accepted && accepted.operationId) {
         panel.scrollIntoView({ block: "nearest" });
-        return follow(accepted.operationId);
+        return follow(accepted.operationId, accepted.message);
       }
       return null;
     }
 
-    // Follow what was just accepted (?op=), else whatever is still running.
-    if (root.dataset.op) follow(root.dataset.op);
-    else {
-      api("GET", `${base}/operations`).then((r) => {
+    // Follow what was just accepted (?op=), else whatever is still running; the
+    // history is read when no operation is in flight (reading the history of a stack
+    // that its create has not made yet must not race with that create).
+    const activeOps = root.dataset.op ? Promise.resolve([root.dataset.op])
+      : api("GET", `${base}/operations`).then((r) => {
         const active = (r.operations || []).filter((o) => o.status === "queued" || o.status === "running");
         active.sort((a, b) => String(a.createdAt).localeCompare(String(b.createdAt)));
-        active.forEach((o) => follow(o.id));
-      }).catch(() => {});
-    }
+        return active.map((o) => o.id);
+      }).catch(() => []);
 
     // --- restart ---
     const restartForm = $("#restart-form");
@@ -642,6 +650,7 @@
             const accepted = await api("PUT", "/api/deployments/config", { deployment_name: name, configData: env });
             previewed = null;
             dirty = false;
+            preview.hidden = true;
             applyHelp.textContent = "Applying…";
             const status = await start(accepted);
             applyHelp.textContent = status === "succeeded" ? "Applied as a new revision." : "The change failed: see the operation above.";
@@ -658,7 +667,7 @@
       const h = document.createElement("h3");
       h.textContent = "Preview";
       const p = document.createElement("p");
-      const counts = Object.entries(r.changes || {}).filter(([k]) => k !== "same").map(([k, v]) => `${v} to ${k}`);
+      const counts = Object.entries(r.changes || {}).filter(([k]) => k !== "same").map(([k, v]) => `${k} ${plural(v, "resource")}`);
       p.textContent = counts.length ? `This change will ${counts.join(", ")}.` : "No change: this is the configuration that runs now.";
       preview.append(h, p);
       const changed = (r.steps || []).filter((s) => s.op !== "same");
@@ -764,6 +773,7 @@
         es.addEventListener("pod", (e) => {
           const d = JSON.parse(e.data);
           append(`— ${d.state === "added" ? "following" : "stopped following"} pod ${d.pod} —`, "note");
+          if (d.state === "added") state.textContent = "Live";
         });
         es.addEventListener("end", (e) => {
           state.textContent = JSON.parse(e.data).message || "The stream ended.";
@@ -829,17 +839,20 @@
           for (const e of r.events || []) {
             const tr = document.createElement("tr");
             if (e.type !== "Normal") tr.className = "warn";
-            const cells = [fmtTime(e.time), e.type, e.reason, `${e.object.kind}/${e.object.name}`,
-              e.count > 1 ? `${e.message} (×${e.count})` : e.message];
-            for (const c of cells) {
+            const cells = [["Time", fmtTime(e.time)], ["Type", e.type], ["Reason", e.reason],
+              ["Object", `${e.object.kind}/${e.object.name}`],
+              ["Message", e.count > 1 ? `${e.message} (×${e.count})` : e.message]];
+            for (const [label, c] of cells) {
               const td = document.createElement("td");
               td.textContent = c || "";
+              td.dataset.label = label;
               tr.appendChild(td);
             }
             body.appendChild(tr);
           }
           table.hidden = !(r.events || []).length;
-          note.textContent = r.statusMessage || ((r.events || []).length ? `${r.events.length} events, newest first.` : "No events.");
+          const n = (r.events || []).length;
+          note.textContent = r.statusMessage || (n ? `${plural(n, "event")}, newest first.` : "No events.");
         } catch (e) {
           note.textContent = e.message;
         }
@@ -854,7 +867,11 @@
     const histNote = $("#history-note");
     const histError = $("#history-error");
     const canWrite = flags("canWrite");
-    async function loadHistory() {
+    async function loadHistory(afterOp = false) {
+      if (running > (afterOp ? 1 : 0)) {
+        histNote.textContent = "The history is shown when the current operation has finished.";
+        return;
+      }
       try {
         const r = await api("GET", `${base}/history`);
         const body = $("tbody", histTable);
@@ -876,11 +893,13 @@
             th.append(" ", tag);
           }
           const changes = Object.entries(rev.resourceChanges || {}).filter(([k]) => k !== "same").map(([k, v]) => `${k} ${v}`);
-          const cells = [fmtTime(rev.startTime), rev.message || rev.kind, rev.result, changes.join(", ") || "no changes"];
+          const cells = [["When", fmtTime(rev.startTime)], ["Change", rev.message || rev.kind], ["Result", rev.result],
+            ["Resources", changes.join(", ") || "no changes"]];
           tr.appendChild(th);
-          for (const c of cells) {
+          for (const [label, c] of cells) {
             const td = document.createElement("td");
             td.textContent = c;
+            td.dataset.label = label;
             tr.appendChild(td);
           }
           const act = document.createElement("td");
@@ -897,7 +916,7 @@
         }
         histTable.hidden = !(r.revisions || []).length;
         histNote.textContent = (r.revisions || []).length
-          ? `${r.revisions.length} revisions, newest first. Rolling back applies the configuration a revision ran with, as a new revision.`
+          ? `${plural(r.revisions.length, "revision")}, newest first. Rolling back applies the configuration a revision ran with, as a new revision.`
           : "No revisions yet: the first one appears when the deployment has been created.";
       } catch (e) {
         histNote.textContent = `History unavailable: ${e.message}`;
@@ -919,10 +938,14 @@
         }
       });
     });
-    $("#history-refresh").addEventListener("click", (ev) => busy(ev.currentTarget, loadHistory));
-    loadHistory();
-    afterOperation.push(loadHistory);
+    $("#history-refresh").addEventListener("click", (ev) => busy(ev.currentTarget, () => loadHistory()));
+    // After an operation: `running` still counts the one that just finished.
+    afterOperation.push(() => loadHistory(true));
     afterOperation.push(() => autoForm && autoStatus());
+    activeOps.then((ids) => {
+      ids.forEach((id) => follow(id));
+      loadHistory();
+    });
   }
 
   const pages = { login: loginPage, list: listPage, create: createPage, detail: detailPage };

@@ -57,13 +57,17 @@ def _skip_reason() -> str | None:
     return None
 
 
+BROWSER_FIXTURES = {"playwright_driver", "browser_context", "page"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the browser skip cleanly without it (the plain HTTP ones still run)."""
     reason = _skip_reason()
     if reason is None:
         return
     here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
+        if item.path.is_relative_to(here) and BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
@@ -210,12 +214,12 @@ def page(browser_context: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def shot() -> Callable[[Any, str], Path]:
-    """`shot(page, "01-login")` saves a full-page screenshot as a test artifact."""
+    """`shot(page, "01-login")` saves a screenshot (the whole page unless `full_page=False`)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def take(tab: Any, name: str) -> Path:
+    def take(tab: Any, name: str, *, full_page: bool = True) -> Path:
         path = SCREENSHOTS / f"{name}.png"
-        tab.screenshot(path=str(path), full_page=True)
+        tab.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take

@@ -1,0 +1,116 @@
+"""The pages over plain HTTP (no browser, no cluster): who may see what, the CSRF-protected
+HTML forms, redirects, headers and the static files. The browser tests drive the same
+pages in Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from stacks.settings import Settings
+from tests.api.helpers import Seed
+from tests.browser.conftest import wire_pages
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient[Any]]:
+    from api.service import build_app
+
+    settings = Settings.from_env(
+        {
+            "SHIPSTACK_DATA": str(tmp_path / "data"),
+            "SHIPSTACK_CACHE": str(tmp_path / "cache"),
+            "KUBECONFIG": str(tmp_path / "no-cluster"),
+        }
+    )
+    app = wire_pages(build_app(settings, run_operations=False))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _sign_in(client: TestClient[Any], name: str) -> str:
+    r = client.post("/api/auth/login", json={"name": name, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()["csrf_token"]
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client: TestClient[Any]) -> None:
+    for path in ("/deployments", "/deploy", "/deployments/some-name?op=x"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login?next=%2F"), r.headers["location"]
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    # A stale session cookie is no error on a page: sign in again.
+    client.cookies.set("shipstack_session", "stale")
+    assert client.get("/deployments", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    r = client.get("/login?next=//evil.example/")
+    assert r.status_code == 200 and 'name="next" value="/deployments"' in r.text
+    for asset, kind in (("/static/shipstack.js", "javascript"), ("/static/shipstack.css", "css")):
+        r = client.get(asset)
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+
+
+def test_pages_of_a_signed_in_user(client: TestClient[Any]) -> None:
+    seed = Seed(client.app.state.session_factory)
+    alice = seed.user("alice", password=PASSWORD)
+    bob = seed.user("bob", password=PASSWORD)
+    team = seed.team("blue", alice)
+    seed.deployment("alice-web", alice, status="Ready", visibility="public")
+    seed.deployment("team-db", alice, team=team, status="Pending", visibility="internal")
+    seed.deployment("bobs-app", bob, status="Ready", visibility="public")
+    csrf = _sign_in(client, "alice")
+
+    r = client.get("/deployments")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert r.headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "alice-web" in r.text and "team-db" in r.text and "bobs-app" not in r.text
+    assert f'<meta name="csrf-token" content="{csrf}">' in r.text
+    # The team filter (the list route's team_id), and a team the user is not in.
+    r = client.get(f"/deployments?team_id={team.id}")
+    assert "team-db" in r.text and "alice-web" not in r.text
+    assert 'data-list-url="/api/deployments?team_id=' in r.text
+    assert client.get("/deployments?team_id=999").status_code == 403
+
+    r = client.get("/deploy")
+    assert r.status_code == 200
+    assert 'value="nginx"' in r.text and 'id="tpl-postgres-POSTGRES_PASSWORD"' in r.text
+
+    r = client.get("/deployments/alice-web")
+    assert r.status_code == 200
+    for section in ("overview", "config", "auto-update", "logs", "metrics", "events", "history", "delete"):
+        assert f'id="{section}"' in r.text, section
+    assert re.search(r'<form method="post" action="/api/deployments/delete"', r.text)
+    assert f'name="_csrf" value="{csrf}"' in r.text
+
+    # Another user's deployment is a 404 page, like the API's 404.
+    r = client.get("/deployments/bobs-app")
+    assert r.status_code == 404 and "text/html" in r.headers["content-type"]
+    assert "Deployment &#39;bobs-app&#39; not found" in r.text
+
+
+def test_delete_and_sign_out_forms_need_the_csrf_field(client: TestClient[Any]) -> None:
+    seed = Seed(client.app.state.session_factory)
+    alice = seed.user("alice", password=PASSWORD)
+    seed.deployment("alice-web", alice, status="Ready", visibility="public")
+    csrf = _sign_in(client, "alice")
+
+    form = {"deployment_name": "alice-web"}
+    r = client.post("/api/deployments/delete", data=form, follow_redirects=False)
+    assert r.status_code == 403 and r.json()["code"] == "csrf_failed"
+    r = client.post("/api/deployments/delete", data={**form, "_csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/deployments"
+    assert "Deleting" in client.get("/deployments").text
+
+    assert client.post("/api/auth/logout?next=/login", data={}, follow_redirects=False).status_code == 403
+    r = client.post("/api/auth/logout?next=/login", data={"_csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert client.get("/deployments", follow_redirects=False).status_code == 303
