@@ -127,7 +127,10 @@ def classify(exc: Exception) -> tuple[int, str, str, dict[str, str] | None]:
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     status, code, message, headers = classify(exc)
-    if status >= 500:
+    if isinstance(exc, ApiError) and status >= 500:
+        # An answer we chose (the cluster's metrics API is absent, say): a line, no traceback.
+        log.warning("%s %s answered %s %s: %s", request.method, request.url.path, status, code, message)
+    elif status >= 500:
         log.error(
             "%s %s failed with %s",
             request.method,
