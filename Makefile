@@ -35,6 +35,7 @@ run: toolchain
 
 test: toolchain
 	@toolchain/postgres.sh install
+	@toolchain/chromium.sh install
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -33,6 +33,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
 from sqlalchemy import Engine, text
 
@@ -132,6 +133,7 @@ def create_app(
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
     on_startup: Sequence[Callable[..., Any]] = (),
     on_shutdown: Sequence[Callable[..., Any]] = (),
+    template_config: TemplateConfig[Any] | None = None,
 ) -> Litestar:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
@@ -169,6 +171,7 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi_config(),
+        template_config=template_config,
         state=state,
         # Migrations first, so the caller's hooks (workers) find the schema ready.
         on_startup=[migrate_database, *on_startup],

@@ -152,9 +152,7 @@ def _open_session(db: Session, name: str, password: str, settings: Settings) -> 
     tags=["auth"],
     summary="Log in with name and password (JSON or form); sets the session cookie",
 )
-async def login(
-    request: Request[Any, Any, Any], db_session: DbSession, settings: AppSettings
-) -> Response[LoginResponse]:
+async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Response[LoginResponse]:
     body = await _read_login(request)
     name = body.name.strip().lower()
     client = request.client.host if request.client else "unknown"
@@ -163,7 +161,13 @@ async def login(
     wait = limiter.hit(bucket)
     if wait is not None:
         raise ApiError(429, "rate_limited", "Too many login attempts", headers=retry_after_header(wait))
-    opened = await anyio.to_thread.run_sync(_open_session, db_session, name, body.password, settings)
+    def open_in_write_transaction() -> tuple[User, str, str, datetime] | None:
+        # Reads the user, then writes the session: on SQLite that must take the
+        # write lock up front, or a concurrent writer (the runner) makes it fail.
+        with request.app.state.write_session_factory() as db:
+            return _open_session(db, name, body.password, settings)
+
+    opened = await anyio.to_thread.run_sync(open_in_write_transaction)
     if opened is None:
         raise ApiError(401, "unauthorized", "Invalid user name or password")
     limiter.reset(bucket)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.datastructures import State
 
-from api import autoupdate, deployments, observe
+from api import autoupdate, deployments, observe, pages
 from api.app import create_app
 from scheduler.failures import RollbackOnFailure
 from scheduler.jobs import AutoUpdateScheduler
@@ -39,7 +39,8 @@ def build_app(settings: Settings | None = None, *, run_operations: bool = True) 
 
     return create_app(
         settings,
-        extra_route_handlers=[*deployments.ROUTES, *autoupdate.ROUTES, *observe.ROUTES],
+        extra_route_handlers=[*deployments.ROUTES, *autoupdate.ROUTES, *observe.ROUTES, *pages.ROUTES],
+        template_config=pages.template_config(),
         on_startup=[start_runner],
         on_shutdown=[stop_runner, observe.close_kube],
     )

@@ -223,7 +223,12 @@ def history(settings: Settings, name: str, *, show_secrets: bool = False) -> lis
     DIY backends report version 0 for every entry, so the number is the
     position in the stack's own history.
     """
-    entries = _stack(settings, name).history(show_secrets=show_secrets)
+    try:
+        # Select, never create: a read must not race the create of a new stack.
+        stack = auto.Stack.select(name, workspace.shared(settings, program_from_config))
+    except auto.errors.StackNotFoundError:
+        return []
+    entries = stack.history(show_secrets=show_secrets)
     revisions = []
     for n, e in enumerate(reversed(entries), start=1):
         revisions.append(

@@ -74,7 +74,7 @@ def _options(settings: Settings) -> dict:
 
 
 @functools.cache
-def _workspace(settings: Settings, program: Callable[[], None]) -> auto.LocalWorkspace:
+def shared(settings: Settings, program: Callable[[], None]) -> auto.LocalWorkspace:
     """One workspace for every stack: they share the work dir, the project and
     the program, and every command names its stack explicitly. Sharing it
     writes Pulumi.yaml once instead of once per operation, from one thread."""
@@ -83,4 +83,4 @@ def _workspace(settings: Settings, program: Callable[[], None]) -> auto.LocalWor
 
 def stack(settings: Settings, name: str, program: Callable[[], None]) -> auto.Stack:
     """Selects the deployment's stack, creating it the first time."""
-    return auto.Stack.create_or_select(name, _workspace(settings, program))
+    return auto.Stack.create_or_select(name, shared(settings, program))
