@@ -7,9 +7,7 @@ here is skipped with the command that fixes it.
 
 The service is the real one (`api.service.build_app`: routes, operation runner,
 auto-update scheduler) served by uvicorn on a free loopback port in a thread, on a
-fresh SQLite database, with a user who signs in with a password. Until
-api/service.py registers the pages (and the observe routes), `wire_pages` adds them
-to the built app exactly as the app factory would.
+fresh SQLite database, with a user who signs in with a password.
 
 Screenshots go to test-artifacts/screenshots/ at the repository root.
 """
@@ -74,28 +72,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --- the service ------------------------------------------------------------------------
 
 
-def wire_pages(app: Any) -> Any:
-    """The pages (and the observe routes the detail page shows) on an app built by
-    `build_app`, for as long as api/service.py does not register them itself."""
-    from api import pages
-
-    if app.template_engine is None:
-        app.template_engine = pages.template_config().engine_instance
-    handlers: list[Any] = list(pages.ROUTES)
-    try:
-        from api import observe
-
-        handlers += observe.ROUTES
-    except Exception:  # the observe module may be mid-change: the pages say logs are unavailable
-        pass
-    served = {route.path for route in app.routes}
-    for handler in handlers:
-        paths = {r.path for r in handler.routes} if hasattr(handler, "routes") else set(handler.paths)
-        if not paths & served:
-            app.register(handler)
-    return app
-
-
 @dataclass
 class Web:
     base: str
@@ -148,7 +124,7 @@ def _web(settings: Settings, tmp_path: Path, *, run_operations: bool) -> Iterato
     from api.service import build_app
 
     svc_settings = msgspec.structs.replace(settings, database_url=f"sqlite:///{tmp_path / 'shipstack.db'}")
-    app = wire_pages(build_app(svc_settings, run_operations=run_operations))
+    app = build_app(svc_settings, run_operations=run_operations)
     for base in serve(app):
         _add_user(app, USER, PASSWORD)
         yield Web(base=base, app=app, settings=svc_settings)

@@ -14,7 +14,6 @@ from litestar.testing import TestClient
 
 from stacks.settings import Settings
 from tests.api.helpers import Seed
-from tests.browser.conftest import wire_pages
 
 PASSWORD = "a long enough password"
 
@@ -30,7 +29,7 @@ def client(tmp_path: Path) -> Iterator[TestClient[Any]]:
             "KUBECONFIG": str(tmp_path / "no-cluster"),
         }
     )
-    app = wire_pages(build_app(settings, run_operations=False))
+    app = build_app(settings, run_operations=False)
     with TestClient(app) as test_client:
         yield test_client
 
