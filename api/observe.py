@@ -87,10 +87,11 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import CurrentPrincipal
 from api.errors import ApiError, ErrorBody, not_found
 from api.kube import (
     Kube,
@@ -932,8 +933,8 @@ LimitParam = Annotated[int, QueryParameter(name="limit", description=f"At most t
 )
 async def deployment_logs(
     request: Request[Any, Any, Any],
-    principal: Principal,
-    name: str,
+    principal: CurrentPrincipal,
+    name: FromPath[str],
     service: ServiceParam = None,
     tail: TailParam = DEFAULT_TAIL,
     follow: Annotated[bool, QueryParameter(name="follow", description="Keep streaming new lines")] = False,
@@ -1007,8 +1008,8 @@ async def _text_follow(
 )
 async def deployment_log_stream(
     request: Request[Any, Any, Any],
-    principal: Principal,
-    name: str,
+    principal: CurrentPrincipal,
+    name: FromPath[str],
     service: ServiceParam = None,
     tail: TailParam = DEFAULT_TAIL,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
@@ -1100,7 +1101,7 @@ def _now_iso() -> str:
 
 @get("/api/deployments/{name:str}/metrics", responses=_ERRORS)
 async def deployment_metrics(
-    request: Request[Any, Any, Any], principal: Principal, name: str, service: ServiceParam = None
+    request: Request[Any, Any, Any], principal: CurrentPrincipal, name: FromPath[str], service: ServiceParam = None
 ) -> MetricsResponse:
     """CPU and memory of the service's pods, summed, from the cluster's metrics.k8s.io API."""
     target = await _target(request, principal, name, service)
@@ -1161,8 +1162,8 @@ async def deployment_metrics(
 @get("/api/deployments/{name:str}/events", responses=_ERRORS)
 async def deployment_events(
     request: Request[Any, Any, Any],
-    principal: Principal,
-    name: str,
+    principal: CurrentPrincipal,
+    name: FromPath[str],
     limit: LimitParam = DEFAULT_EVENTS,
 ) -> EventsResponse:
     """Kubernetes events of the objects in the deployment's namespace, newest first."""
@@ -1233,8 +1234,8 @@ def _progress_event(item: dict[str, Any], index: int) -> bytes:
 )
 async def operation_events(
     request: Request[Any, Any, Any],
-    principal: Principal,
-    op_id: str,
+    principal: CurrentPrincipal,
+    op_id: FromPath[str],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
 ) -> Stream:
     """The operation's engine events as Server-Sent Events, ending when it ends."""
