@@ -14,6 +14,21 @@ from stacks.settings import Settings
 from toolchain.cluster import LocalCluster
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test: SQLite, and PostgreSQL when the run has a server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shipstack.db'}"
+        return
+    base = os.environ.get("SHIPSTACK_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("no PostgreSQL server for this run (install Debian's postgresql package)")
+    from tests.postgres import fresh_database
+
+    with fresh_database(base) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A fresh local cluster for this test run, on free ports, stopped at the end."""

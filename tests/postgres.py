@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root, so as root the server runs as the
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -14,6 +15,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -72,3 +75,22 @@ class TempPostgres:
             time.sleep(1)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str, prefix: str = "shipstack_test") -> Iterator[str]:
+    """An empty database of its own on the server at `base_url`, dropped afterwards."""
+    from sqlalchemy import create_engine, make_url
+
+    from persistence.db import normalize_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(base_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

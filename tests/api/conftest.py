@@ -8,8 +8,6 @@ those as needing the local cluster.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,36 +15,11 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlalchemy import create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from persistence.db import normalize_url
 from stacks.settings import Settings
 from tests.api.helpers import Seed
-
-PG_ENV = "SHIPSTACK_TEST_POSTGRES_URL"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database for one test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shipstack.db'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
-    name = f"shipstack_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture

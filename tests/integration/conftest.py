@@ -5,7 +5,6 @@ the database (SQLite, and PostgreSQL when the run has one)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,17 +51,11 @@ class Service:
         pytest.fail(f"operation {op_id} did not finish in {timeout} s")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def service(request: pytest.FixtureRequest, settings: Settings, tmp_path) -> Iterator[Service]:
-    """A running service on its own database; stacks share the run's backend."""
-    if request.param == "postgresql":
-        base = os.environ.get("SHIPSTACK_TEST_POSTGRES_URL")
-        if not base:
-            pytest.skip("no PostgreSQL server for this run (install Debian's postgresql package)")
-        url = _fresh_postgres_database(base)
-    else:
-        url = f"sqlite:///{tmp_path / 'shipstack.db'}"
-    with running_service(msgspec.structs.replace(settings, database_url=url)) as svc:
+@pytest.fixture
+def service(settings: Settings, database_url: str) -> Iterator[Service]:
+    """A running service on its own database (SQLite and PostgreSQL); stacks
+    share the run's backend."""
+    with running_service(msgspec.structs.replace(settings, database_url=database_url)) as svc:
         yield svc
 
 
@@ -79,17 +72,3 @@ def running_service(settings: Settings) -> Iterator[Service]:
                 scopes=["deployments:read", "deployments:write"],
             )  # fmt: skip
         yield Service(client=client, settings=settings, headers={"Authorization": f"Bearer {key}"})
-
-
-def _fresh_postgres_database(base: str) -> str:
-    """An empty database of its own on the run's PostgreSQL server."""
-    import uuid
-
-    from sqlalchemy import create_engine, make_url
-
-    name = f"it_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return make_url(base).set(database=name).render_as_string(hide_password=False)

@@ -5,8 +5,6 @@ not run, and stack configs are written as the Automation API writes them."""
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +14,12 @@ import msgspec
 import pytest
 import yaml
 from litestar.testing import TestClient
-from sqlalchemy import create_engine, make_url, select
+from sqlalchemy import select
 
 from api.autoupdate import ROUTES as AUTO_UPDATE_ROUTES
 from api.credentials import new_api_key
 from api.service import build_app
 from persistence.accounts import add_user
-from persistence.db import normalize_url
 from persistence.keys import add_key
 from persistence.models import Deployment, Operation
 from programs.spec import AutoUpdate
@@ -32,28 +29,13 @@ from scheduler.registry import RegistryClient
 from stacks.changes import Change
 from stacks.settings import Settings
 
-PG_ENV = "SHIPSTACK_TEST_POSTGRES_URL"
 HOST = "registry.example.test"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shipstack.db'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
-    name = f"shipstack_au_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    """SQLite and PostgreSQL: the suite's `database_url` (tests/conftest.py)."""
+    return database_url
 
 
 @dataclass

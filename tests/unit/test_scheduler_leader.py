@@ -6,45 +6,27 @@ one (tests/conftest.py starts a throwaway server).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, inspect, make_url
+from sqlalchemy import Engine, inspect
 
 from persistence.base import utcnow
-from persistence.db import make_engine, migrate, normalize_url, session_factory
+from persistence.db import make_engine, migrate, session_factory
 from scheduler import store
 from scheduler.jobs import JOB_ID, AutoUpdateScheduler, SchedulerSettings
 from scheduler.leader import LeaderLease
 from stacks.settings import Settings
 
-PG_ENV = "SHIPSTACK_TEST_POSTGRES_URL"
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shipstack.db'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
-    name = f"shipstack_sched_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    """SQLite and PostgreSQL: the suite's `database_url` (tests/conftest.py)."""
+    return database_url
 
 
 @pytest.fixture
