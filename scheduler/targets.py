@@ -12,7 +12,6 @@ of unchanged stacks costs one `stat` each.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from programs.spec import (
 )
 from programs.templates import load_catalog
 from scheduler.registry import Repository, repository_of
+from stacks import stackconfig
 from stacks.settings import Settings
 
 PLAIN_KEYS = (KEY_IMAGE, KEY_STRATEGY, KEY_AUTO_UPDATE, KEY_TEMPLATE)
@@ -67,22 +67,8 @@ class ConfigCache:
 
 
 def read_plain_config(path: Path) -> dict[str, str]:
-    """The plain `shipstack:*` keys the poll needs, as `stacks.stackconfig.read` would
-    render them (bools as true/false, other non-strings as JSON); secrets are skipped."""
-    doc = yaml.load(path.read_text(), Loader=_LOADER) or {}
-    config = doc.get("config") or {}
-    out: dict[str, str] = {}
-    for key in PLAIN_KEYS:
-        value = config.get(key)
-        if value is None or (isinstance(value, dict) and "secure" in value):
-            continue
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        elif isinstance(value, str):
-            out[key] = value
-        else:
-            out[key] = json.dumps(value)
-    return out
+    """The plain `shipstack:*` keys the poll needs; secrets are skipped."""
+    return stackconfig.read_plain(path, PLAIN_KEYS, _LOADER)
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True):

@@ -57,12 +57,25 @@ def read(settings: Settings, name: str) -> dict[str, str] | None:
         raise StackConfigError("the passphrase does not match this stack") from exc
     out: dict[str, str] = {}
     for k, v in (doc.get("config") or {}).items():
-        if isinstance(v, dict) and "secure" in v:
-            out[k] = _decrypt(key, v["secure"])
-        elif isinstance(v, bool):
-            out[k] = "true" if v else "false"
-        elif isinstance(v, str):
-            out[k] = v
-        else:
-            out[k] = json.dumps(v)
+        out[k] = _decrypt(key, v["secure"]) if _is_secret(v) else render(v)
     return out
+
+
+def _is_secret(value: object) -> bool:
+    return isinstance(value, dict) and "secure" in value
+
+
+def render(value: object) -> str:
+    """A config value from the YAML file as the CLI would print it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def read_plain(path: Path, keys: tuple[str, ...], loader: type = yaml.SafeLoader) -> dict[str, str]:
+    """Only the named plain (non-secret) keys of a stack config file: no key
+    derivation, for readers of many stacks at once (the auto-update poll)."""
+    config = (yaml.load(path.read_text(), Loader=loader) or {}).get("config") or {}
+    return {k: render(config[k]) for k in keys if config.get(k) is not None and not _is_secret(config[k])}
