@@ -230,7 +230,8 @@ class Runner:
             error = str(exc) if isinstance(exc, engine.EngineError) else f"{type(exc).__name__}: {exc}"
             log.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.deployment_name, error)
             with self.sessions() as s, s.begin():
-                ops.finish(s, op.id, ok=False, message=f"{op.kind} failed", error=error, progress=progress)
+                failed = f"{op.message or op.kind}: failed"
+                ops.finish(s, op.id, ok=False, message=failed, error=error, progress=progress)
                 self._mark_error(s, op.deployment_name, error, deleting=op.kind == "delete")
             if self.on_failed is not None:
                 try:
