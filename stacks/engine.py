@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 from collections.abc import Callable
 from datetime import datetime
@@ -303,10 +302,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def stop_pulumi_children(pids: list[int]) -> None:
-    """Interrupts pulumi CLI processes of an operation that ran past its timeout."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)

@@ -34,7 +34,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ingress_controller: bool = True
     billing_enabled: bool = False
     workers: int = 4
-    operation_timeout_s: int = 600
     # How long Pulumi waits for a rollout (Deployment Available, Service endpoints,
     # Ingress address) before the update fails: "the deployment's timeout".
     rollout_timeout_s: int = 300
@@ -70,7 +69,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ingress_controller=_bool(e.get("SHIPSTACK_INGRESS_CONTROLLER"), True),
             billing_enabled=_bool(e.get("SHIPSTACK_BILLING"), False),
             workers=int(e.get("SHIPSTACK_WORKERS", "4")),
-            operation_timeout_s=int(e.get("SHIPSTACK_OPERATION_TIMEOUT", "600")),
             rollout_timeout_s=int(e.get("SHIPSTACK_ROLLOUT_TIMEOUT", "300")),
             rate_limit_per_minute=int(e.get("SHIPSTACK_RATE_LIMIT", "600")),
             session_ttl_s=int(e.get("SHIPSTACK_SESSION_TTL", str(12 * 3600))),
