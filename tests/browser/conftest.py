@@ -149,8 +149,11 @@ def web_offline(tmp_path: Path) -> Iterator[Web]:
 # --- the browser ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running
+    # in the main thread until it stops, which breaks every later test that calls
+    # asyncio.run() (the observe tests did).
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
