@@ -311,6 +311,47 @@ def pod_stages() -> list[str]:
             )
             text = text.replace(anchor, anchor + extra, 1)
         stages.append(text)
+    # A kubelet reports a running container Ready again after its node comes back;
+    # kwok's pod-ready stage only handles new pods, so a node that was briefly
+    # NotReady (the node controller marks its pods not Ready) would strand them.
+    stages.append(
+        textwrap.dedent(
+            f"""\
+            apiVersion: kwok.x-k8s.io/v1alpha1
+            kind: Stage
+            metadata:
+              name: pod-ready-again
+            spec:
+              resourceRef:
+                apiGroup: v1
+                kind: Pod
+              selector:
+                matchExpressions:
+                - key: '.metadata.deletionTimestamp'
+                  operator: 'DoesNotExist'
+                - key: '.status.podIP'
+                  operator: 'Exists'
+                - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+                  operator: 'In'
+                  values: ['False']
+                - key: '.spec.containers.[].image | contains("{NEVER_READY_MARK}")'
+                  operator: 'NotIn'
+                  values: ['true']
+              delay:
+                durationMilliseconds: 2000
+              next:
+                statusTemplate: |
+                  {{{{ $now := Now }}}}
+                  conditions:
+                  - lastTransitionTime: {{{{ $now | Quote }}}}
+                    status: "True"
+                    type: Ready
+                  - lastTransitionTime: {{{{ $now | Quote }}}}
+                    status: "True"
+                    type: ContainersReady
+            """
+        )
+    )
     return stages
 
 
@@ -577,6 +618,10 @@ class LocalCluster:
             "--server-address", f"127.0.0.1:{ports['kwok']}",
             "--tls-cert-file", str(pki / "kwok-serving.crt"), "--tls-private-key-file", str(pki / "kwok-serving.key"),
             "--cidr", "10.244.0.1/16",
+            # Renew node leases as a kubelet does: node health then does not hang on
+            # kwok's slower status heartbeats, which a busy machine can delay past the
+            # controller manager's grace period.
+            "--node-lease-duration-seconds", "40",
         ])  # fmt: skip
         for name in NODES:
             api.create("/api/v1/nodes", node(name))
