@@ -75,6 +75,10 @@ ANNOTATION_ENV_CHECKSUM = "shipstack.dev/env-checksum"
 ANNOTATION_RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ANNOTATION_SKIP_AWAIT = "pulumi.com/skipAwait"
 ANNOTATION_TIMEOUT = "pulumi.com/timeoutSeconds"
+# shipstack is the only manager of a deployment's objects (its own namespace). An
+# `up` killed mid-create leaves objects the state does not know; the re-run applies
+# them again under a new field manager, and without force that is a conflict.
+OWNED = {"pulumi.com/patchForce": "true"}
 
 # How long Pulumi waits for a Deployment/Service/Ingress to become ready before failing
 # the update with the pod errors it saw. Below the service's operation timeout (600 s by
@@ -184,14 +188,16 @@ def _service_resources(
 ) -> dict[str, Any]:
     ns_name = namespace_for(spec.name)
     labels = _labels(spec, svc.name)
-    await_annotations = {ANNOTATION_TIMEOUT: str(await_timeout_s)}
+    await_annotations = {ANNOTATION_TIMEOUT: str(await_timeout_s), **OWNED}
 
     def opts(*depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(provider=provider, depends_on=[namespace, *depends_on])
 
     secret = k8s.core.v1.Secret(
         secret_name(svc.name),
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name(svc.name), namespace=ns_name, labels=labels),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=secret_name(svc.name), namespace=ns_name, labels=labels, annotations=OWNED
+        ),
         type="Opaque",
         data=_encode(svc.env),
         opts=opts(),
@@ -203,7 +209,9 @@ def _service_resources(
     if svc.volume is not None:
         claim = k8s.core.v1.PersistentVolumeClaim(
             volume_claim_name(svc.name),
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=volume_claim_name(svc.name), namespace=ns_name, labels=labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=volume_claim_name(svc.name), namespace=ns_name, labels=labels, annotations=OWNED
+            ),
             spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteOnce"],
                 resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": svc.volume.size}),
@@ -361,6 +369,7 @@ def build(
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=namespace_for(spec.name),
             labels={**_labels(spec), LABEL_POD_SECURITY: "baseline"},
+            annotations=OWNED,
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )

@@ -5,6 +5,7 @@ to the ordinary pulumi CLI from the repository root, and is destroyed."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -125,3 +126,26 @@ def _wait(check, timeout: float):
             return value
         time.sleep(1)
     pytest.fail(f"condition not met in {timeout} s")
+
+
+def test_objects_left_by_a_killed_create_are_adopted(settings: Settings) -> None:
+    """An `up` killed mid-create leaves objects the state does not know. The
+    re-run applies them under a new field manager; shipstack owns its
+    namespaces, so it forces ownership instead of failing with a conflict."""
+    name = "it-adopt"
+    namespace = f"sd-{name}"
+    api = k8s(settings)
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "nginx-env"}, "stringData": {"GREETING": "left-behind"}}
+    )
+    spec = DeploymentSpec(name=name, template="nginx", base_domain=settings.base_domain, env={"GREETING": "hi"})
+    stack = workspace.stack(settings, name, program_from_config)
+    set_spec(stack, spec, settings)
+    result = stack.up(on_output=lambda _line: None)
+    assert result.summary.result == "succeeded"
+    data = core.read_namespaced_secret("nginx-env", namespace).data
+    assert base64.b64decode(data["GREETING"]).decode() == "hi"
+    assert stack.destroy(on_output=lambda _line: None).summary.result == "succeeded"
+    stack.workspace.remove_stack(name)
