@@ -61,7 +61,7 @@ from persistence import operations as ops
 from persistence.billing import record_billing_event
 from persistence.models import Deployment, Operation
 from programs.spec import DeploymentSpec, generate_name, validate_env, validate_image, validate_spec
-from programs.templates import fill_generated_env, load_catalog, validate_for_template
+from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
 from stacks import engine, stackconfig
 from stacks.changes import Change, apply_change
 from stacks.settings import Settings
@@ -443,8 +443,6 @@ def put_config(request: Request, principal: CurrentPrincipal, data: JSONBody[Con
         row = _managed(db, principal, data.deployment_name)
         template = load_catalog().get(row.template or "image")
         if template is not None:
-            from programs.templates import required_missing
-
             missing = required_missing(template, data.configData)
             if missing:
                 raise _bad([f"missing required env vars: {', '.join(missing)}"])

@@ -45,10 +45,11 @@ FLUSH_EVERY_S = 1.0
 HEARTBEAT_EVERY_S = 10.0
 
 
-def _owner_alive(owner: str) -> bool:
+def _owner_alive(owner: str, me: str) -> bool:
     """Whether the worker that claimed an operation is still alive.
 
-    Owners are "host:pid:nonce". Another host's owner is judged by heartbeat.
+    Owners are "host:pid:nonce". Another host's owner is judged by heartbeat; in
+    this process only `me` is alive (an earlier runner here has stopped).
     """
     try:
         host, pid, _ = owner.split(":", 2)
@@ -62,12 +63,10 @@ def _owner_alive(owner: str) -> bool:
         return False
     except (PermissionError, ValueError):
         return True
-    return int(pid) != os.getpid() or owner == Runner.current_owner
+    return int(pid) != os.getpid() or owner == me
 
 
 class Runner:
-    current_owner: str = ""
-
     def __init__(
         self,
         settings: Settings,
@@ -83,7 +82,6 @@ class Runner:
         self.sessions = sessions
         self.workers = workers or settings.workers
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        Runner.current_owner = self.owner
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -144,7 +142,9 @@ class Runner:
     def recover(self) -> None:
         """Re-queues operations a dead worker left running; retries lost deletes."""
         with self.sessions() as s, s.begin():
-            stale = ops.interrupted(s, owner_alive=_owner_alive, stale_before=utcnow() - ops.STALE_AFTER)
+            stale = ops.interrupted(
+                s, owner_alive=lambda o: _owner_alive(o, self.owner), stale_before=utcnow() - ops.STALE_AFTER
+            )
             for op in stale:
                 payload = dict(op.payload or {})
                 attempt = int(payload.get("attempt", 1)) + 1
