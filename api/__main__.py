@@ -22,7 +22,7 @@ def serve(argv: list[str]) -> int:
     # On an empty database: create the first admin and print its key, once.
     cli.main(["bootstrap"])
     print(f"shipstack: serving http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/api/docs)")
-    print(f"shipstack: data in {settings.data_dir}; kubeconfig {settings.kubeconfig}")
+    print(f"shipstack: data in {settings.service.data_dir}; kubeconfig {settings.engine.kubeconfig}")
     # The Pulumi SDK does not work under uvloop: use the plain asyncio loop.
     uvicorn.run(build_app(settings), host=args.host, port=args.port, loop="asyncio", log_level="info")
     return 0

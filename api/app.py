@@ -136,15 +136,15 @@ def create_app(
     template_config: TemplateConfig[Any] | None = None,
 ) -> Litestar:
     settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.service.database_url)
     state = State(
         {
             "settings": settings,
             "engine": engine,
             "session_factory": session_factory(engine),
             "write_session_factory": session_factory(engine, immediate=True),
-            "rate_limiter": RateLimiter(settings.rate_limit_per_minute, 60.0),
-            "login_limiter": RateLimiter(settings.login_max_attempts, settings.login_window_s),
+            "rate_limiter": RateLimiter(settings.auth.rate_limit_per_minute, 60.0),
+            "login_limiter": RateLimiter(settings.auth.login_max_attempts, settings.auth.login_window_s),
         }
     )
 

@@ -40,7 +40,6 @@ from programs.spec import (
     validate_auto_update,
 )
 from scheduler import store
-from scheduler.jobs import default_poll_interval
 from scheduler.targets import ConfigCache
 from stacks.changes import Change
 from stacks.settings import Settings
@@ -298,7 +297,7 @@ def auto_update_status(request: Request, principal: CurrentPrincipal, name: From
             bad = store.bad_digests(db, [name]).get(name, {})
             if status is not None and status.repository:
                 repo = store.load_repositories(db, [status.repository]).get(status.repository)
-    interval = auto.interval_s or int(default_poll_interval())
+    interval = auto.interval_s or int(settings.scheduler.poll_interval_s)
     decision = status.decision if status is not None else None
     checked = status.checked_at if status is not None else None
     return StatusOut(

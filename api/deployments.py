@@ -197,9 +197,7 @@ def list_templates(principal: CurrentPrincipal) -> TemplatesResponse:
 
 
 @get("/api/deployments", sync_to_thread=True)
-def list_deployments(
-    request: Request, principal: CurrentPrincipal, team_context: TeamContext
-) -> list[DeploymentItem]:
+def list_deployments(request: Request, principal: CurrentPrincipal, team_context: TeamContext) -> list[DeploymentItem]:
     _need(principal, READ)
     _, sessions, _ = _state(request)
     with sessions() as db:
@@ -280,10 +278,10 @@ def create_deployment(
         return DeploymentSpec(
             name=name,
             template=data.template,
-            base_domain=settings.base_domain,
+            base_domain=settings.service.base_domain,
             env=dict(data.envVars),
             visibility=data.visibility,  # type: ignore[arg-type] - validated by validate_spec
-            ingress_controller=settings.ingress_controller,
+            ingress_controller=settings.service.ingress_controller,
         )
 
     return _create(request, principal, data, team_context, spec_for, data.template)
@@ -302,12 +300,12 @@ def deploy_image(
         return DeploymentSpec(
             name=name,
             template="image",
-            base_domain=settings.base_domain,
+            base_domain=settings.service.base_domain,
             image=data.image,
             container_port=data.containerPort,
             env=dict(data.envVars),
             visibility=data.visibility,  # type: ignore[arg-type]
-            ingress_controller=settings.ingress_controller,
+            ingress_controller=settings.service.ingress_controller,
         )
 
     return _create(request, principal, data, team_context, spec_for, "image")
@@ -363,7 +361,7 @@ async def delete_deployment(request: Request, principal: CurrentPrincipal) -> Re
         except msgspec.ValidationError as exc:
             raise ApiError(400, "invalid_input", f"Invalid request body: {exc}") from None
         except msgspec.DecodeError:
-            raise ApiError(400, "invalid_input", "Request body must be JSON: {\"deployment_name\": \"...\"}") from None
+            raise ApiError(400, "invalid_input", 'Request body must be JSON: {"deployment_name": "..."}') from None
     if not name:
         raise ApiError(400, "invalid_input", "deployment_name is required")
 

@@ -1,5 +1,5 @@
 """A small, read-only Kubernetes access layer for the observe routes (logs,
-metrics, events), built from `settings.kubeconfig`.
+metrics, events), built from `settings.engine.kubeconfig`.
 
 Why not the `kubernetes` package's client for the requests themselves: its calls
 block, and a followed log or a watch would hold one worker thread for as long as

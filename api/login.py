@@ -103,8 +103,8 @@ def _session_cookies(token: str, csrf: str, settings: Settings) -> list[Cookie]:
     common: dict[str, Any] = {
         "path": "/",
         "samesite": "lax",
-        "secure": settings.session_cookie_secure,
-        "max_age": settings.session_ttl_s,
+        "secure": settings.auth.session_cookie_secure,
+        "max_age": settings.auth.session_ttl_s,
     }
     return [
         Cookie(key=SESSION_COOKIE, value=token, httponly=True, **common),
@@ -116,7 +116,7 @@ def _cleared_cookies(settings: Settings) -> list[Cookie]:
     common: dict[str, Any] = {
         "path": "/",
         "samesite": "lax",
-        "secure": settings.session_cookie_secure,
+        "secure": settings.auth.session_cookie_secure,
         "max_age": 0,
         "value": "",
     }
@@ -136,7 +136,7 @@ def _open_session(db: Session, name: str, password: str, settings: Settings) -> 
         user.password_hash = hash_password(password)
     token, id_hash = new_session_token()
     csrf = new_csrf_token()
-    expires_at = now + timedelta(seconds=settings.session_ttl_s)
+    expires_at = now + timedelta(seconds=settings.auth.session_ttl_s)
     add_session(db, id_hash=id_hash, user_id=user.id, csrf_token=csrf, expires_at=expires_at)
     purge_expired(db, now)
     db.commit()
@@ -161,6 +161,7 @@ async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Respo
     wait = limiter.hit(bucket)
     if wait is not None:
         raise ApiError(429, "rate_limited", "Too many login attempts", headers=retry_after_header(wait))
+
     def open_in_write_transaction() -> tuple[User, str, str, datetime] | None:
         # Reads the user, then writes the session: on SQLite that must take the
         # write lock up front, or a concurrent writer (the runner) makes it fail.

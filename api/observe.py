@@ -171,7 +171,7 @@ def _kube(request: Request[Any, Any, Any]) -> Kube:
     kube: Kube | None = state.get("kube")
     if kube is None:
         settings: Settings = state.settings
-        kube = Kube(settings.kubeconfig)
+        kube = Kube(settings.engine.kubeconfig)
         state.kube = kube
     return kube
 
@@ -225,7 +225,7 @@ def _target_of(row: Deployment, settings: Settings, service: str | None) -> Targ
         raise ApiError(400, "unknown_service", f"Unknown service '{service}'; services of '{row.name}': {listed}")
     chosen = service or (services[0] if services else None)
     if chosen is not None:
-        spec = DeploymentSpec(name=row.name, template=row.template or "image", base_domain=settings.base_domain)
+        spec = DeploymentSpec(name=row.name, template=row.template or "image", base_domain=settings.service.base_domain)
         selector = label_selector(spec, chosen)
     else:  # a template no longer in the catalog: every pod of the deployment
         selector = f"{LABEL_DEPLOYMENT}={row.name}"

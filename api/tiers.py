@@ -28,7 +28,7 @@ def check_tier_limit(db: Session, principal: Principal, team_id: int | None, set
     pass the check. On SQLite use a `session_factory(engine, immediate=True)`
     session for the same effect.
     """
-    if not settings.billing_enabled:
+    if not settings.service.billing_enabled:
         return
     if team_id is not None:
         team = db.scalar(select(Team).where(Team.id == team_id).with_for_update())

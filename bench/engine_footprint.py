@@ -65,10 +65,9 @@ def main() -> None:
     cluster.up(wait_metrics=False)
     try:
         settings = Settings.from_env(
-            {"SHIPSTACK_DATA": str(root / "data"), "KUBECONFIG": str(cluster.kubeconfig_path),
-             "HOME": str(Path.home())}
+            {"SHIPSTACK_DATA": str(root / "data"), "KUBECONFIG": str(cluster.kubeconfig_path), "HOME": str(Path.home())}
         )
-        spec = DeploymentSpec(name="bench-nginx", template="nginx", base_domain=settings.base_domain)
+        spec = DeploymentSpec(name="bench-nginx", template="nginx", base_domain=settings.service.base_domain)
         with PeakSampler() as sampler:
             t = time.monotonic()
             engine.apply(settings, spec, "create nginx")

@@ -58,7 +58,7 @@ def seed_registry(reg: LocalRegistry, repositories: int) -> float:
 
 def write_deployments(settings: Settings, sessions, host: str, deployments: int, repositories: int) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(7)
-    stacks = Path(settings.stacks_dir)
+    stacks = Path(settings.engine.stacks_dir)
     stacks.mkdir(parents=True, exist_ok=True)
     with sessions() as s, s.begin():
         user = add_user(s, "bench", password_hash=None)
@@ -86,7 +86,7 @@ def write_deployments(settings: Settings, sessions, host: str, deployments: int,
 
 def apply_updates(settings: Settings, sessions, report: PollReport) -> None:  # type: ignore[no-untyped-def]
     """What the runner would do: write each queued image into its stack config."""
-    stacks = Path(settings.stacks_dir)
+    stacks = Path(settings.engine.stacks_dir)
     for u in report.updates:
         path = stacks / f"Pulumi.{u.deployment}.yaml"
         doc = yaml.safe_load(path.read_text())

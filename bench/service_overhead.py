@@ -66,10 +66,14 @@ def main() -> None:
     settings = Settings.from_env(
         {"SHIPSTACK_DATA": str(root / "data"), "KUBECONFIG": str(cluster.kubeconfig_path), "HOME": str(Path.home())}
     )
-    settings = msgspec.structs.replace(settings, workers=max(4, args.parallel))
+    settings = msgspec.structs.replace(
+        settings, service=msgspec.structs.replace(settings.service, workers=max(4, args.parallel))
+    )
     try:
         # Bare engine: the same program and config, no service in between.
-        spec = DeploymentSpec(name="bench-bare", template="nginx", base_domain=settings.base_domain, env={"A": "1"})
+        spec = DeploymentSpec(
+            name="bench-bare", template="nginx", base_domain=settings.service.base_domain, env={"A": "1"}
+        )
         t = time.monotonic()
         engine.apply(settings, spec, "create nginx")
         bare_create = time.monotonic() - t

@@ -25,8 +25,10 @@ def enqueue(
     session: Session, deployment: Deployment | str, kind: str, payload: dict[str, Any], message: str = ""
 ) -> Operation:
     """Queues an operation on a deployment (the row, or its name)."""
-    row = deployment if isinstance(deployment, Deployment) else session.scalar(
-        select(Deployment).where(Deployment.name == deployment)
+    row = (
+        deployment
+        if isinstance(deployment, Deployment)
+        else session.scalar(select(Deployment).where(Deployment.name == deployment))
     )
     op = Operation(
         deployment_name=row.name if row is not None else str(deployment),
@@ -160,9 +162,7 @@ def for_deployment(session: Session, deployment_name: str, limit: int = 50) -> l
 def deployments_stuck_deleting(session: Session) -> list[Deployment]:
     """Deployments marked Deleting with no delete queued or running: a delete
     that failed or was lost halfway, to be retried."""
-    active_deletes = select(Operation.deployment_name).where(
-        Operation.kind == "delete", Operation.status.in_(ACTIVE)
-    )
+    active_deletes = select(Operation.deployment_name).where(Operation.kind == "delete", Operation.status.in_(ACTIVE))
     return list(
         session.scalars(
             select(Deployment).where(Deployment.status == "Deleting", Deployment.name.not_in(active_deletes))

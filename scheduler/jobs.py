@@ -11,12 +11,7 @@ The job fires every `tick` seconds (the global interval, at most 60 s so that
 per-deployment intervals down to a minute are honoured); each run polls only the
 deployments whose own interval has passed (scheduler/poll.py).
 
-Settings (environment):
-  SHIPSTACK_POLL_INTERVAL      default poll interval in seconds (300)
-  SHIPSTACK_SCHEDULER          0/false: never lead (API-only processes)
-  SHIPSTACK_SCHEDULER_LEASE    lease lifetime in seconds (30)
-  SHIPSTACK_REGISTRY_AUTH      {"host": {"username": ..., "password": ...}}
-  SHIPSTACK_REGISTRY_INSECURE  comma-separated hosts allowed over plain http
+Its settings are the `scheduler` and `registry` sections of `stacks.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -26,8 +21,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as APThreadPool
@@ -41,51 +35,23 @@ from persistence.db import SQLITE_BEGIN_OPTION, session_factory
 from scheduler import store
 from scheduler.leader import LeaderLease
 from scheduler.poll import Poller, PollReport
-from scheduler.registry import ClientOptions, RegistryClient
-from stacks.settings import Settings
+from scheduler.registry import ClientOptions, Credentials, RegistryClient, registry_host
+from stacks.settings import RegistrySettings, SchedulerSettings, Settings
 
 log = logging.getLogger("shipstack.scheduler")
 JOB_ID = "shipstack-auto-update-poll"
 JOB_TABLE = "apscheduler_jobs"
-MAX_TICK_S = 60.0
 
 
-def _bool(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def default_poll_interval(env: Mapping[str, str] | None = None) -> float:
-    """SHIPSTACK_POLL_INTERVAL: seconds between polls of a deployment without its own interval."""
-    e = os.environ if env is None else env
-    interval = float(e.get("SHIPSTACK_POLL_INTERVAL", "300"))
-    if interval <= 0:
-        raise ValueError("SHIPSTACK_POLL_INTERVAL must be a positive number of seconds")
-    return interval
-
-
-@dataclass(frozen=True)
-class SchedulerSettings:
-    poll_interval_s: float = 300.0
-    enabled: bool = True
-    lease_ttl_s: float = 30.0
-    max_workers: int = 8
-    registry: ClientOptions = field(default_factory=ClientOptions)
-
-    @property
-    def tick_s(self) -> float:
-        return min(self.poll_interval_s, MAX_TICK_S)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SchedulerSettings:
-        e = os.environ if env is None else env
-        return cls(
-            poll_interval_s=default_poll_interval(e),
-            enabled=_bool(e.get("SHIPSTACK_SCHEDULER"), True),
-            lease_ttl_s=float(e.get("SHIPSTACK_SCHEDULER_LEASE", "30")),
-            registry=ClientOptions.from_env(e),
-        )
+def client_options(registry: RegistrySettings) -> ClientOptions:
+    """The registry client's options from the operator's settings; Docker Hub's
+    aliases all land on registry-1.docker.io."""
+    return ClientOptions(
+        credentials={registry_host(h): Credentials(c.username, c.password) for h, c in registry.credentials.items()},
+        insecure_hosts=registry.insecure_hosts,
+        timeout_s=registry.timeout_s,
+        max_pages=registry.max_pages,
+    )
 
 
 # APScheduler's persistent store keeps a *reference* to the job function, so it must
@@ -120,9 +86,9 @@ class AutoUpdateScheduler:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.config = config or SchedulerSettings.from_env()
+        self.config = config or settings.scheduler
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.client = client or RegistryClient(self.config.registry)
+        self.client = client or RegistryClient(client_options(settings.registry))
         self._owns_client = client is None
         self.lease = LeaderLease(engine, self.holder, ttl_s=self.config.lease_ttl_s)
         self.poller = Poller(

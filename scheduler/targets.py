@@ -51,7 +51,7 @@ class ConfigCache:
         self._entries: dict[str, tuple[int, int, dict[str, str]]] = {}
 
     def read(self, settings: Settings, name: str) -> dict[str, str] | None:
-        path = Path(settings.stacks_dir) / f"Pulumi.{name}.yaml"
+        path = Path(settings.engine.stacks_dir) / f"Pulumi.{name}.yaml"
         try:
             st = os.stat(path)
         except FileNotFoundError:

@@ -79,12 +79,12 @@ def _stack(settings: Settings, name: str) -> auto.Stack:
 
 def stack_config(spec: DeploymentSpec, settings: Settings) -> dict[str, auto.ConfigValue]:
     values = {k: auto.ConfigValue(value=v, secret=s) for k, (v, s) in spec_to_config(spec).items()}
-    kubeconfig = settings.kubeconfig.read_text() if settings.kubeconfig else ""
+    kubeconfig = settings.engine.kubeconfig.read_text() if settings.engine.kubeconfig else ""
     values[KUBECONFIG_KEY] = auto.ConfigValue(value=kubeconfig, secret=True)
     # Every resource must name the explicit provider: the service's own
     # KUBECONFIG must never decide which cluster a tenant's stack lands on.
     values[DEFAULT_PROVIDERS_KEY] = auto.ConfigValue(value='["kubernetes"]', secret=False)
-    values[KEY_AWAIT_TIMEOUT] = auto.ConfigValue(value=str(settings.rollout_timeout_s), secret=False)
+    values[KEY_AWAIT_TIMEOUT] = auto.ConfigValue(value=str(settings.engine.rollout_timeout_s), secret=False)
     return values
 
 
@@ -153,9 +153,7 @@ def _short(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def apply(
-    settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None
-) -> ApplyResult:
+def apply(settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None) -> ApplyResult:
     """Writes the spec into the stack's config and runs `up`."""
     stack = _stack(settings, spec.name)
     stack.set_all_config(stack_config(spec, settings))
@@ -178,15 +176,15 @@ def preview(settings: Settings, spec: DeploymentSpec) -> PreviewResult:
     the real stack config (and so the next revision) is left untouched.
     """
     stack = _stack(settings, spec.name)
-    scratch = settings.stacks_dir / f".preview-{spec.name}-{os.getpid()}.yaml"
-    real = settings.stacks_dir / f"Pulumi.{spec.name}.yaml"
+    scratch = settings.engine.stacks_dir / f".preview-{spec.name}-{os.getpid()}.yaml"
+    real = settings.engine.stacks_dir / f"Pulumi.{spec.name}.yaml"
     scratch.write_bytes(real.read_bytes() if real.exists() else b"")
     collector = _Collector(None)
     try:
         args = ["config", "set-all", "--stack", spec.name, "--config-file", str(scratch)]
         for key, value in stack_config(spec, settings).items():
             args += ["--secret" if value.secret else "--plaintext", f"{key}={value.value}"]
-        stack.workspace.pulumi_command.run(args, str(settings.stacks_dir), stack.workspace.env_vars)
+        stack.workspace.pulumi_command.run(args, str(settings.engine.stacks_dir), stack.workspace.env_vars)
         result = stack.preview(on_event=collector, diff=True, config_file=str(scratch), color="never")
     except auto.errors.CommandError as exc:
         raise collector.error(exc) from exc
@@ -213,7 +211,7 @@ def destroy(settings: Settings, name: str, on_event: OnEvent | None = None) -> N
         raise collector.error(exc) from exc
     stack.workspace.remove_stack(name)
     with contextlib.suppress(FileNotFoundError):
-        (settings.stacks_dir / f"Pulumi.{name}.yaml").unlink()
+        (settings.engine.stacks_dir / f"Pulumi.{name}.yaml").unlink()
 
 
 def history(settings: Settings, name: str, *, show_secrets: bool = False) -> list[Revision]:
@@ -274,11 +272,11 @@ def _release_stale_lock(settings: Settings, name: str) -> None:
     `pulumi cancel` on a DIY backend just deletes lock files; doing that while
     the owner still runs would allow two concurrent updates, so check the pid.
     """
-    if not settings.backend_url.startswith("file://"):
+    if not settings.engine.backend_url.startswith("file://"):
         with contextlib.suppress(auto.errors.CommandError):
             _stack(settings, name).cancel()
         return
-    root = Path(settings.backend_url.removeprefix("file://"))
+    root = Path(settings.engine.backend_url.removeprefix("file://"))
     lock_dir = root / ".pulumi" / "locks" / "organization" / workspace.PROJECT / name
     for lock in lock_dir.glob("*.json") if lock_dir.exists() else []:
         try:

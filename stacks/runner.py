@@ -80,7 +80,7 @@ class Runner:
         # that stacks never imports scheduler.
         self.on_failed = on_failed
         self.sessions = sessions
-        self.workers = workers or settings.workers
+        self.workers = workers or settings.service.workers
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -258,7 +258,9 @@ class Runner:
             change = msgspec.convert(payload.get("change", {}), Change)
             if change.rollback_version is not None:
                 target = engine.spec_at(self.settings, name, change.rollback_version)
-                target = with_placement(target, self.settings.base_domain, self.settings.ingress_controller)
+                target = with_placement(
+                    target, self.settings.service.base_domain, self.settings.service.ingress_controller
+                )
                 message = f"rollback to revision {change.rollback_version}: {describe_change(current, target)}"
             else:
                 target = apply_change(current, change, load_catalog().get(current.template))

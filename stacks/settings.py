@@ -1,78 +1,263 @@
-"""Service settings, read once from the environment.
+"""The one settings object: every environment variable the service reads, parsed once.
 
-Every setting has an embedded default so `make run` works on a fresh machine:
-a data folder under the checkout, SQLite, a `file://` Pulumi backend inside the
-data folder and the local cluster's kubeconfig.
+`Settings.from_env()` is called where a process starts (`python -m api serve`, the
+`shipstack` CLI, Alembic) and the result is passed down; nothing else in the service
+reads `os.environ`. `VARIABLES` lists each variable with its default exactly as the
+README's settings table shows it (a test keeps the two the same).
+
+Every setting has an embedded default so `make run` works on a fresh machine: a data
+folder under the checkout, SQLite, a `file://` Pulumi backend inside the data folder
+and the local cluster's kubeconfig.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PASSPHRASE = "shipstack-local-passphrase"
+
+T = TypeVar("T")
 
 
-def _bool(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class Variable(msgspec.Struct, frozen=True):
+    name: str
+    default: str  # as the README shows it; "" for none
+    meaning: str
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+VARIABLES: tuple[Variable, ...] = (
+    Variable("KUBECONFIG", "the local cluster's",
+             "the cluster deployments go to; when set, `make run` starts no local cluster"),
+    Variable("PULUMI_BACKEND_URL", "file://.shipstack/state",
+             "any Pulumi backend: `s3://bucket`, `gs://...`, `azblob://...`, `postgres://...`"),
+    Variable("PULUMI_CONFIG_PASSPHRASE", DEFAULT_PASSPHRASE,
+             "encrypts env values in stack config and state: set your own"),
+    Variable("PULUMI_HOME", "~/.cache/shipstack/pulumi-home", "where the pulumi CLI finds the provider plugin"),
+    Variable("SHIPSTACK_DATA", ".shipstack", "the data folder (SQLite database, file backend, stack config)"),
+    Variable("SHIPSTACK_CACHE", "~/.cache/shipstack", "the built toolchain (`bin/pulumi` and friends)"),
+    Variable("SHIPSTACK_DATABASE_URL", "sqlite:///.shipstack/shipstack.db", "e.g. `postgresql://user:pass@host/db`"),
+    Variable("SHIPSTACK_BASE_DOMAIN", "shipstack.localhost",
+             "ingress hosts are `NAME.BASE_DOMAIN`, urls `https://NAME.BASE_DOMAIN`"),
+    Variable("SHIPSTACK_INGRESS_CONTROLLER", "true",
+             "set `false` on a cluster without an ingress controller: Ingresses are then not awaited"),
+    Variable("SHIPSTACK_WORKERS", "4", "operations run in parallel (one per deployment at a time)"),
+    Variable("SHIPSTACK_BILLING", "false", "enforce tier limits (free 1, business 10, enterprise unlimited)"),
+    Variable("SHIPSTACK_ROLLOUT_TIMEOUT", "300",
+             "seconds a rollout may take before the update fails (and an auto-update is rolled back)"),
+    Variable("SHIPSTACK_RATE_LIMIT", "600", "requests per minute per API key or session (429 beyond)"),
+    Variable("SHIPSTACK_SESSION_TTL", "43200", "seconds a browser session lasts"),
+    Variable("SHIPSTACK_SECURE_COOKIES", "false", "set `true` behind TLS"),
+    Variable("SHIPSTACK_LOGIN_MAX_ATTEMPTS", "5", "failed sign-ins per user and client address per window"),
+    Variable("SHIPSTACK_LOGIN_WINDOW", "300", "seconds of that window"),
+    Variable("SHIPSTACK_SCHEDULER", "true",
+             "`false` in API-only processes, so they never lead the auto-update scheduler"),
+    Variable("SHIPSTACK_POLL_INTERVAL", "300",
+             "seconds between registry polls (a deployment may ask for its own interval)"),
+    Variable("SHIPSTACK_SCHEDULER_LEASE", "30", "seconds the scheduler's leader lease lasts without renewal"),
+    Variable("SHIPSTACK_REGISTRY_AUTH", "",
+             'registry credentials, JSON `{"host": {"username": "...", "password": "..."}}`'),
+    Variable("SHIPSTACK_REGISTRY_INSECURE", "", "comma-separated registry hosts spoken to over plain http"),
+    Variable("SHIPSTACK_REGISTRY_TIMEOUT", "15", "seconds a registry request may take"),
+    Variable("SHIPSTACK_REGISTRY_MAX_PAGES", "20", "tag-list pages read per repository and poll"),
+)  # fmt: skip
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+class SettingsError(ValueError):
+    """A variable with a value the service cannot use; the message names it."""
+
+
+class RegistryCredentials(msgspec.Struct, frozen=True):
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password
+        return f"RegistryCredentials(username={self.username!r})"
+
+
+class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     database_url: str
-    backend_url: str
-    passphrase: str
-    pulumi_home: Path
-    kubeconfig: Path | None
     base_domain: str = "shipstack.localhost"
     # The local cluster has an ingress status writer; a real cluster without an
     # ingress controller sets this false so Ingresses are not awaited.
     ingress_controller: bool = True
     billing_enabled: bool = False
     workers: int = 4
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a pulumi process needs; hashable, so workspaces are cached by it."""
+
+    backend_url: str
+    passphrase: str
+    pulumi_home: Path
+    cache_dir: Path
+    kubeconfig: Path | None
+    stacks_dir: Path  # one persistent Pulumi workspace folder (salt, config)
     # How long Pulumi waits for a rollout (Deployment Available, Service endpoints,
     # Ingress address) before the update fails: "the deployment's timeout".
     rollout_timeout_s: int = 300
+    # The PATH pulumi's children (the provider, the language host) are started with.
+    path: str = ""
+
+
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_minute: int = 600
-    # Browser sessions (api/auth): lifetime, and whether the cookie is marked
-    # Secure. Off by default only because `make run` serves plain http on
-    # localhost; production behind TLS sets SHIPSTACK_SECURE_COOKIES=1.
     session_ttl_s: int = 12 * 3600
+    # Off by default only because `make run` serves plain http on localhost.
     session_cookie_secure: bool = False
     # Failed logins allowed per (user, client IP) in each window before 429.
     login_max_attempts: int = 5
     login_window_s: int = 300
 
+
+class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = True
+    poll_interval_s: float = 300.0
+    lease_ttl_s: float = 30.0
+    max_workers: int = 8
+
     @property
-    def stacks_dir(self) -> Path:
-        """One persistent Pulumi workspace folder per stack (salt, config)."""
-        return self.data_dir / "stacks"
+    def tick_s(self) -> float:
+        """The poll job's period: at most a minute, so per-deployment intervals down to
+        a minute are honoured."""
+        return min(self.poll_interval_s, 60.0)
+
+
+class RegistrySettings(msgspec.Struct, frozen=True, kw_only=True):
+    credentials: dict[str, RegistryCredentials] = {}
+    insecure_hosts: frozenset[str] = frozenset()
+    timeout_s: float = 15.0
+    max_pages: int = 20
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    service: ServiceSettings
+    engine: EngineSettings
+    auth: AuthSettings = AuthSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        e = dict(os.environ if env is None else env)
-        data_dir = Path(e.get("SHIPSTACK_DATA", str(REPO_ROOT / ".shipstack"))).resolve()
-        cache = Path(e.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
-        kubeconfig = e.get("KUBECONFIG") or str(data_dir / "cluster" / "kubeconfig")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parses `env` (the process environment by default); SettingsError names a bad variable."""
+        e = _Env(os.environ if env is None else env)
+        data_dir = Path(e.text("SHIPSTACK_DATA", str(REPO_ROOT / ".shipstack"))).resolve()
+        cache = Path(e.text("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
         return cls(
-            data_dir=data_dir,
-            database_url=e.get("SHIPSTACK_DATABASE_URL", f"sqlite:///{data_dir / 'shipstack.db'}"),
-            backend_url=e.get("PULUMI_BACKEND_URL", f"file://{data_dir / 'state'}"),
-            passphrase=e.get("PULUMI_CONFIG_PASSPHRASE", "shipstack-local-passphrase"),
-            pulumi_home=Path(e.get("PULUMI_HOME", str(cache / "pulumi-home"))),
-            kubeconfig=Path(kubeconfig),
-            base_domain=e.get("SHIPSTACK_BASE_DOMAIN", "shipstack.localhost"),
-            ingress_controller=_bool(e.get("SHIPSTACK_INGRESS_CONTROLLER"), True),
-            billing_enabled=_bool(e.get("SHIPSTACK_BILLING"), False),
-            workers=int(e.get("SHIPSTACK_WORKERS", "4")),
-            rollout_timeout_s=int(e.get("SHIPSTACK_ROLLOUT_TIMEOUT", "300")),
-            rate_limit_per_minute=int(e.get("SHIPSTACK_RATE_LIMIT", "600")),
-            session_ttl_s=int(e.get("SHIPSTACK_SESSION_TTL", str(12 * 3600))),
-            session_cookie_secure=_bool(e.get("SHIPSTACK_SECURE_COOKIES"), False),
-            login_max_attempts=int(e.get("SHIPSTACK_LOGIN_MAX_ATTEMPTS", "5")),
-            login_window_s=int(e.get("SHIPSTACK_LOGIN_WINDOW", "300")),
+            service=ServiceSettings(
+                data_dir=data_dir,
+                database_url=e.text("SHIPSTACK_DATABASE_URL", f"sqlite:///{data_dir / 'shipstack.db'}"),
+                base_domain=e.text("SHIPSTACK_BASE_DOMAIN"),
+                ingress_controller=e.parse("SHIPSTACK_INGRESS_CONTROLLER", _bool),
+                billing_enabled=e.parse("SHIPSTACK_BILLING", _bool),
+                workers=e.parse("SHIPSTACK_WORKERS", _positive(int)),
+            ),
+            engine=EngineSettings(
+                backend_url=e.text("PULUMI_BACKEND_URL", f"file://{data_dir / 'state'}"),
+                passphrase=e.text("PULUMI_CONFIG_PASSPHRASE"),
+                pulumi_home=Path(e.text("PULUMI_HOME", str(cache / "pulumi-home"))),
+                cache_dir=cache,
+                kubeconfig=Path(e.text("KUBECONFIG", str(data_dir / "cluster" / "kubeconfig"))),
+                stacks_dir=data_dir / "stacks",
+                rollout_timeout_s=e.parse("SHIPSTACK_ROLLOUT_TIMEOUT", _positive(int)),
+                path=f"{cache / 'bin'}{os.pathsep}{e.raw.get('PATH', '')}",
+            ),
+            auth=AuthSettings(
+                rate_limit_per_minute=e.parse("SHIPSTACK_RATE_LIMIT", _non_negative(int)),
+                session_ttl_s=e.parse("SHIPSTACK_SESSION_TTL", _positive(int)),
+                session_cookie_secure=e.parse("SHIPSTACK_SECURE_COOKIES", _bool),
+                login_max_attempts=e.parse("SHIPSTACK_LOGIN_MAX_ATTEMPTS", _non_negative(int)),
+                login_window_s=e.parse("SHIPSTACK_LOGIN_WINDOW", _positive(int)),
+            ),
+            scheduler=SchedulerSettings(
+                enabled=e.parse("SHIPSTACK_SCHEDULER", _bool),
+                poll_interval_s=e.parse("SHIPSTACK_POLL_INTERVAL", _positive(float)),
+                lease_ttl_s=e.parse("SHIPSTACK_SCHEDULER_LEASE", _positive(float)),
+            ),
+            registry=RegistrySettings(
+                credentials=e.parse("SHIPSTACK_REGISTRY_AUTH", _credentials),
+                insecure_hosts=e.parse("SHIPSTACK_REGISTRY_INSECURE", _host_set),
+                timeout_s=e.parse("SHIPSTACK_REGISTRY_TIMEOUT", _positive(float)),
+                max_pages=e.parse("SHIPSTACK_REGISTRY_MAX_PAGES", _positive(int)),
+            ),
         )
+
+    def with_database(self, url: str) -> Settings:
+        return msgspec.structs.replace(self, service=msgspec.structs.replace(self.service, database_url=url))
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+class _Env:
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self.raw = raw
+
+    def text(self, name: str, computed_default: str | None = None) -> str:
+        """The value, or the default: `computed_default` where the README's is a description."""
+        value = self.raw.get(name)
+        if value:
+            return value
+        return computed_default if computed_default is not None else _BY_NAME[name].default
+
+    def parse(self, name: str, parser: Callable[[str], T]) -> T:
+        text = self.text(name)
+        try:
+            return parser(text)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise SettingsError(f"{name}={_shown(name, text)} is not valid: {exc}") from None
+
+
+def _shown(name: str, value: str) -> str:
+    return "<hidden>" if name == "SHIPSTACK_REGISTRY_AUTH" else repr(value)
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        value = kind(text)
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _non_negative(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        value = kind(text)
+        if value < 0:  # type: ignore[operator]
+            raise ValueError("must not be negative")
+        return value
+
+    return parse
+
+
+def _host_set(text: str) -> frozenset[str]:
+    return frozenset(h.strip() for h in text.split(",") if h.strip())
+
+
+def _credentials(text: str) -> dict[str, RegistryCredentials]:
+    """`{"host": {"username": ..., "password": ...}}`; the error never echoes values."""
+    if not text:
+        return {}
+    try:
+        return msgspec.json.decode(text, type=dict[str, RegistryCredentials])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise ValueError('expected JSON {"host": {"username": "...", "password": "..."}}') from None

@@ -40,7 +40,7 @@ def _decrypt(key: bytes, value: str) -> str:
 
 def read(settings: Settings, name: str) -> dict[str, str] | None:
     """The stack's config with secrets decrypted, or None if it has none yet."""
-    path = Path(settings.stacks_dir) / f"Pulumi.{name}.yaml"
+    path = Path(settings.engine.stacks_dir) / f"Pulumi.{name}.yaml"
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -49,7 +49,7 @@ def read(settings: Settings, name: str) -> dict[str, str] | None:
     parts = salt_state.split(":", 2)
     if len(parts) != 3 or parts[0] != "v1":
         raise StackConfigError(f"{path} has no passphrase salt")
-    key = _key(settings.passphrase, base64.b64decode(parts[1]))
+    key = _key(settings.engine.passphrase, base64.b64decode(parts[1]))
     try:
         if _decrypt(key, parts[2]) != "pulumi":
             raise StackConfigError("the passphrase does not match this stack")

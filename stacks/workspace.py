@@ -12,24 +12,22 @@ PULUMI_HOME and update checks are off.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from pulumi import automation as auto
 
-from stacks.settings import REPO_ROOT, Settings
+from stacks.settings import REPO_ROOT, EngineSettings, Settings
 
 PROJECT = "shipstack"
 
 
-def engine_env(settings: Settings) -> dict[str, str]:
+def engine_env(engine: EngineSettings) -> dict[str, str]:
     """Environment for every pulumi CLI process shipstack starts."""
-    cache = Path(os.environ.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
     return {
-        "PULUMI_BACKEND_URL": settings.backend_url,
-        "PULUMI_CONFIG_PASSPHRASE": settings.passphrase,
-        "PULUMI_HOME": str(settings.pulumi_home),
+        "PULUMI_BACKEND_URL": engine.backend_url,
+        "PULUMI_CONFIG_PASSPHRASE": engine.passphrase,
+        "PULUMI_HOME": str(engine.pulumi_home),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         # The salt is also kept in the state, so a person with only the
@@ -38,47 +36,47 @@ def engine_env(settings: Settings) -> dict[str, str]:
         # Diagnostics without ANSI colour codes, for lastError and logs.
         "PULUMI_SKIP_CONFIRMATIONS": "true",
         "NO_COLOR": "1",
-        "PATH": f"{cache / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": engine.path,
     }
 
 
 @functools.cache
 def pulumi_command(cli_root: str) -> auto.PulumiCommand:
-    """One PulumiCommand per process: constructing it runs `pulumi version`."""
+    """One PulumiCommand per process: constructing it runs `pulumi version`.
+    `cli_root` is the folder whose bin/pulumi is the CLI built by toolchain/build.sh."""
     return auto.PulumiCommand(root=cli_root)
 
 
-def cli_root() -> str:
-    """The folder whose bin/pulumi is the CLI built by toolchain/build.sh."""
-    return os.environ.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack"))
-
-
-def _options(settings: Settings) -> dict:
-    work_dir = settings.stacks_dir
+def _options(engine: EngineSettings) -> dict:
+    work_dir = engine.stacks_dir
     work_dir.mkdir(parents=True, exist_ok=True)
-    if settings.backend_url.startswith("file://"):
-        Path(settings.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    if engine.backend_url.startswith("file://"):
+        Path(engine.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     return {
         "work_dir": str(work_dir),
-        "pulumi_home": str(settings.pulumi_home),
-        "env_vars": engine_env(settings),
+        "pulumi_home": str(engine.pulumi_home),
+        "env_vars": engine_env(engine),
         "secrets_provider": "passphrase",
         "project_settings": auto.ProjectSettings(
             name=PROJECT,
             runtime="python",
             main=str(REPO_ROOT / "programs"),
-            backend=auto.ProjectBackend(url=settings.backend_url),
+            backend=auto.ProjectBackend(url=engine.backend_url),
         ),
-        "pulumi_command": pulumi_command(cli_root()),
+        "pulumi_command": pulumi_command(str(engine.cache_dir)),
     }
 
 
 @functools.cache
+def _shared(engine: EngineSettings, program: Callable[[], None]) -> auto.LocalWorkspace:
+    return auto.LocalWorkspace(program=program, **_options(engine))
+
+
 def shared(settings: Settings, program: Callable[[], None]) -> auto.LocalWorkspace:
     """One workspace for every stack: they share the work dir, the project and
     the program, and every command names its stack explicitly. Sharing it
     writes Pulumi.yaml once instead of once per operation, from one thread."""
-    return auto.LocalWorkspace(program=program, **_options(settings))
+    return _shared(settings.engine, program)
 
 
 def stack(settings: Settings, name: str, program: Callable[[], None]) -> auto.Stack:

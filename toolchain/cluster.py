@@ -642,6 +642,7 @@ class LocalCluster:
             status, body = api.request("GET", "/api/v1/nodes")
             if status != 200 or not isinstance(body, dict):
                 return False
+
             def ready(n: dict) -> bool:
                 conditions = n.get("status", {}).get("conditions", [])
                 return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)

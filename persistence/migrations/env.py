@@ -36,7 +36,7 @@ def _url() -> str:
     # Imported lazily: only the alembic CLI path needs the service settings.
     from stacks.settings import Settings
 
-    return Settings.from_env().database_url
+    return Settings.from_env().service.database_url
 
 
 def _configure(**kwargs: object) -> None:

@@ -28,7 +28,6 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
         base = {
             "SHIPSTACK_DATA": str(tmp_path / "data"),
             "SHIPSTACK_DATABASE_URL": database_url,
-            "SHIPSTACK_CACHE": str(tmp_path / "cache"),
         }
         return Settings.from_env({**base, **env})
 

@@ -89,8 +89,8 @@ def test_errors_exit_1_with_a_message(app_settings: Settings, capsys: pytest.Cap
 def test_shipstack_module_entry_point(app_settings: Settings) -> None:
     env = {
         **os.environ,
-        "SHIPSTACK_DATA": str(app_settings.data_dir),
-        "SHIPSTACK_DATABASE_URL": app_settings.database_url,
+        "SHIPSTACK_DATA": str(app_settings.service.data_dir),
+        "SHIPSTACK_DATABASE_URL": app_settings.service.database_url,
     }
     result = subprocess.run(
         [sys.executable, "-m", "api.cli", "bootstrap", "--name", "ops"],

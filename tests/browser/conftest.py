@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from stacks.settings import REPO_ROOT, Settings
@@ -123,7 +122,7 @@ def serve(app: Any) -> Iterator[str]:
 def _web(settings: Settings, tmp_path: Path, *, run_operations: bool) -> Iterator[Web]:
     from api.service import build_app
 
-    svc_settings = msgspec.structs.replace(settings, database_url=f"sqlite:///{tmp_path / 'shipstack.db'}")
+    svc_settings = settings.with_database(f"sqlite:///{tmp_path / 'shipstack.db'}")
     app = build_app(svc_settings, run_operations=run_operations)
     for base in serve(app):
         _add_user(app, USER, PASSWORD)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -55,7 +54,7 @@ class Service:
 def service(settings: Settings, database_url: str) -> Iterator[Service]:
     """A running service on its own database (SQLite and PostgreSQL); stacks
     share the run's backend."""
-    with running_service(msgspec.structs.replace(settings, database_url=database_url)) as svc:
+    with running_service(settings.with_database(database_url)) as svc:
         yield svc
 
 

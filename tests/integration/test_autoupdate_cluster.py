@@ -35,7 +35,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
 
 
 def apps_api(service: Service) -> client.AppsV1Api:
-    return client.AppsV1Api(config.new_client_from_config(config_file=str(service.settings.kubeconfig)))
+    return client.AppsV1Api(config.new_client_from_config(config_file=str(service.settings.engine.kubeconfig)))
 
 
 def scheduler_of(service: Service) -> AutoUpdateScheduler:
@@ -136,7 +136,8 @@ def test_a_rollout_that_never_becomes_ready_is_rolled_back_and_never_retried(
         for tag in ("1.0.0", bad_tag)
     }
     good = f"{registry.host}/apps/bad:1.0.0@{digests['1.0.0']}"
-    quick = msgspec.structs.replace(settings, database_url=database_url, rollout_timeout_s=30)
+    quick = settings.with_database(database_url)
+    quick = msgspec.structs.replace(quick, engine=msgspec.structs.replace(quick.engine, rollout_timeout_s=30))
     with running_service(quick) as service:
         r = service.client.post(
             "/api/deployments/deploy-image", json={"image": good, "name": "autobad", "containerPort": 8080},

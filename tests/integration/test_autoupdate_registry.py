@@ -69,7 +69,7 @@ class World:
     def deploy(self, name: str, image: str, auto: AutoUpdate, strategy: str = "rolling") -> None:
         with self.sessions() as s, s.begin():
             s.add(Deployment(name=name, owner_user_id=self.user_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.settings.stacks_dir)
+        stacks = Path(self.settings.engine.stacks_dir)
         stacks.mkdir(parents=True, exist_ok=True)
         config = {
             "shipstack:template": "image",

@@ -65,8 +65,8 @@ def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: P
         **os.environ,
         "SHIPSTACK_DATA": str(data),
         "SHIPSTACK_DATABASE_URL": db_url,
-        "KUBECONFIG": str(settings.kubeconfig),
-        "PULUMI_BACKEND_URL": settings.backend_url,
+        "KUBECONFIG": str(settings.engine.kubeconfig),
+        "PULUMI_BACKEND_URL": settings.engine.backend_url,
     }
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -107,10 +107,10 @@ def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: P
         status = httpx.get(f"{base}/api/deployments/status?name=it-crash", headers=headers).json()
         assert status["status"] == "Ready"
 
-        backend = Path(settings.backend_url.removeprefix("file://"))
+        backend = Path(settings.engine.backend_url.removeprefix("file://"))
         locks = backend / ".pulumi" / "locks" / "organization" / "shipstack" / "it-crash"
         assert not list(locks.glob("*.json")) if locks.exists() else True
-        run_env = {**os.environ, **workspace.engine_env(settings)}
+        run_env = {**os.environ, **workspace.engine_env(settings.engine)}
         exported = subprocess.run(
             ["pulumi", "stack", "export", "-s", "it-crash"], cwd=REPO_ROOT, env=run_env,
             capture_output=True, text=True, check=True,

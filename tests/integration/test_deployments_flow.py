@@ -18,7 +18,7 @@ from tests.integration.conftest import Service
 
 
 def kube(service: Service) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(service.settings.kubeconfig))
+    return config.new_client_from_config(config_file=str(service.settings.engine.kubeconfig))
 
 
 def pod_names(api: client.ApiClient, namespace: str) -> set[str]:
@@ -27,7 +27,7 @@ def pod_names(api: client.ApiClient, namespace: str) -> set[str]:
 
 
 def cli_history(service: Service, name: str) -> list[dict]:
-    env = {**os.environ, **workspace.engine_env(service.settings)}
+    env = {**os.environ, **workspace.engine_env(service.settings.engine)}
     out = subprocess.run(
         ["pulumi", "stack", "history", "-s", name, "--json"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
@@ -48,7 +48,7 @@ def test_template_deployment_lifecycle(service: Service) -> None:
     status = service.wait_status(name, {"Ready", "Error"})
     assert status["status"] == "Ready", status
     assert status["deploymentReady"] is True and status["allowDelete"] is True
-    host = f"{name}.{service.settings.base_domain}"
+    host = f"{name}.{service.settings.service.base_domain}"
     assert status["ingresses"] == [{"id": "nginx", "name": "nginx", "host": host, "url": f"https://{host}"}]
     listed = {d["name"]: d for d in c.get("/api/deployments", headers=h).json()}
     assert listed[name]["status"] == "Ready" and listed[name]["canDelete"] is True
@@ -143,7 +143,7 @@ def test_webapp_with_its_database_on_a_volume(service: Service) -> None:
     assert r.status_code == 201, r.text
     status = service.wait_status("it-webapp", {"Ready", "Error"})
     assert status["status"] == "Ready", status
-    host = f"it-webapp.{service.settings.base_domain}"
+    host = f"it-webapp.{service.settings.service.base_domain}"
     assert [i["host"] for i in status["ingresses"]] == [host]
     api = kube(service)
     ns = "sd-it-webapp"
@@ -191,9 +191,7 @@ def test_a_rollout_that_never_becomes_ready_ends_in_error(settings, tmp_path) ->
 
     from tests.integration.conftest import running_service
 
-    quick = msgspec.structs.replace(
-        settings, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", rollout_timeout_s=20
-    )
+    quick = msgspec.structs.replace(settings, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", rollout_timeout_s=20)
     with running_service(quick) as svc:
         r = svc.client.post(
             "/api/deployments/deploy-image",

@@ -23,12 +23,12 @@ STACK = "it-nginx"
 
 
 def k8s(settings: Settings) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(settings.kubeconfig))
+    return config.new_client_from_config(config_file=str(settings.engine.kubeconfig))
 
 
 def set_spec(stack, spec: DeploymentSpec, settings: Settings) -> None:
     values = {k: _cv(v, secret) for k, (v, secret) in spec_to_config(spec).items()}
-    values["shipstack:kubeconfig"] = _cv(settings.kubeconfig.read_text(), True)
+    values["shipstack:kubeconfig"] = _cv(settings.engine.kubeconfig.read_text(), True)
     values["pulumi:disable-default-providers"] = _cv('["kubernetes"]', False)
     stack.set_all_config(values, path=False)
 
@@ -40,10 +40,8 @@ def _cv(value: str, secret: bool):
 
 
 def cli(settings: Settings, *args: str) -> str:
-    env = {**os.environ, **workspace.engine_env(settings)}
-    out = subprocess.run(
-        ["pulumi", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    env = {**os.environ, **workspace.engine_env(settings.engine)}
+    out = subprocess.run(["pulumi", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -60,7 +58,11 @@ def pods(api: client.ApiClient, namespace: str) -> dict[str, str]:
 
 def test_nginx_up_roll_inspect_destroy(settings: Settings) -> None:
     spec = DeploymentSpec(
-        name=STACK, template="nginx", image="nginx:1.27", base_domain=settings.base_domain, env={"GREETING": "hi"}
+        name=STACK,
+        template="nginx",
+        image="nginx:1.27",
+        base_domain=settings.service.base_domain,
+        env={"GREETING": "hi"},
     )
     stack = workspace.stack(settings, STACK, program_from_config)
     set_spec(stack, spec, settings)
@@ -78,12 +80,12 @@ def test_nginx_up_roll_inspect_destroy(settings: Settings) -> None:
     assert any(c.type == "Available" and c.status == "True" for c in dep.status.conditions)
     ingress = client.NetworkingV1Api(api).read_namespaced_ingress("nginx", namespace)
     assert ingress.status.load_balancer.ingress[0].ip == "127.0.0.1"
-    assert ingress.spec.rules[0].host == f"{STACK}.{settings.base_domain}"
+    assert ingress.spec.rules[0].host == f"{STACK}.{settings.service.base_domain}"
     assert client.CoreV1Api(api).read_namespaced_service("nginx", namespace).spec.ports[0].port == 80
     before = pods(api, namespace)
     assert list(before.values()) == ["nginx:1.27"]
     ingresses = result.outputs["ingresses"].value
-    assert ingresses[0]["url"] == f"https://{STACK}.{settings.base_domain}"
+    assert ingresses[0]["url"] == f"https://{STACK}.{settings.service.base_domain}"
 
     # 2. Another image tag rolls the pods: new pod names, the new image.
     set_spec(stack, msgspec_replace(spec, image="nginx:1.26"), settings)
@@ -140,7 +142,7 @@ def test_objects_left_by_a_killed_create_are_adopted(settings: Settings) -> None
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "nginx-env"}, "stringData": {"GREETING": "left-behind"}}
     )
-    spec = DeploymentSpec(name=name, template="nginx", base_domain=settings.base_domain, env={"GREETING": "hi"})
+    spec = DeploymentSpec(name=name, template="nginx", base_domain=settings.service.base_domain, env={"GREETING": "hi"})
     stack = workspace.stack(settings, name, program_from_config)
     set_spec(stack, spec, settings)
     result = stack.up(on_output=lambda _line: None)

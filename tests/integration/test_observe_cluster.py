@@ -112,11 +112,11 @@ def request_number(text: str) -> int:
 
 
 def kube_api(service: Service) -> client.ApiClient:
-    return config.new_client_from_config(config_file=str(service.settings.kubeconfig))
+    return config.new_client_from_config(config_file=str(service.settings.engine.kubeconfig))
 
 
 def apiserver_port(service: Service) -> int:
-    kubeconfig = yaml.safe_load(service.settings.kubeconfig.read_text())  # type: ignore[union-attr]
+    kubeconfig = yaml.safe_load(service.settings.engine.kubeconfig.read_text())  # type: ignore[union-attr]
     return urlparse(kubeconfig["clusters"][0]["cluster"]["server"]).port or 443
 
 

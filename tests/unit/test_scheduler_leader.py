@@ -18,9 +18,9 @@ from sqlalchemy import Engine, inspect
 from persistence.base import utcnow
 from persistence.db import make_engine, migrate, session_factory
 from scheduler import store
-from scheduler.jobs import JOB_ID, AutoUpdateScheduler, SchedulerSettings
+from scheduler.jobs import JOB_ID, AutoUpdateScheduler
 from scheduler.leader import LeaderLease
-from stacks.settings import Settings
+from stacks.settings import SchedulerSettings, Settings
 
 
 @pytest.fixture
@@ -192,17 +192,6 @@ def test_a_silent_leader_is_replaced_after_its_lease_expires(db_url: str, tmp_pa
     finally:
         other.stop()
         eng.dispose()
-
-
-def test_scheduler_settings_from_env() -> None:
-    config = SchedulerSettings.from_env(
-        {"SHIPSTACK_POLL_INTERVAL": "600", "SHIPSTACK_SCHEDULER": "0", "SHIPSTACK_REGISTRY_INSECURE": "a:5000, b"}
-    )
-    assert (config.poll_interval_s, config.enabled, config.tick_s) == (600, False, 60)
-    assert config.registry.insecure_hosts == frozenset({"a:5000", "b"})
-    assert SchedulerSettings.from_env({"SHIPSTACK_POLL_INTERVAL": "5"}).tick_s == 5
-    with pytest.raises(ValueError):
-        SchedulerSettings.from_env({"SHIPSTACK_POLL_INTERVAL": "0"})
 
 
 def wait_for(check, timeout: float) -> None:  # type: ignore[no-untyped-def]

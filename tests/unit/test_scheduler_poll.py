@@ -144,7 +144,7 @@ def write_stack_config(
 ) -> None:
     """A stack file as the Automation API writes it (plain values; the env secret is
     left out: the poll never reads it)."""
-    stacks = Path(settings.stacks_dir)
+    stacks = Path(settings.engine.stacks_dir)
     stacks.mkdir(parents=True, exist_ok=True)
     config = {
         "shipstack:name": name,
@@ -371,7 +371,7 @@ def test_a_poll_that_lost_the_lease_writes_nothing(env: Env) -> None:
 
 def test_plain_config_reader_skips_secrets_and_caches(env: Env, tmp_path: Path) -> None:
     env.write_config("web", "a:1", patch())
-    path = Path(env.settings.stacks_dir) / "Pulumi.web.yaml"
+    path = Path(env.settings.engine.stacks_dir) / "Pulumi.web.yaml"
     values = read_plain_config(path)
     assert values["shipstack:image"] == "a:1"
     assert "shipstack:env" not in values
