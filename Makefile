@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/toolchain/bin:$(SHIPSTACK_CACHE)/bin:$(PATH)
 UV_VERSION := 0.13.9
 PY := .venv/bin/python
 
-.PHONY: install toolchain cluster-up cluster-down run test lint env clean
+.PHONY: install toolchain cluster-up cluster-down run test test-unit lint env clean
 
 install:
 	@command -v uv >/dev/null 2>&1 && [ "$$(uv --version | awk '{print $$2}')" = "$(UV_VERSION)" ] || \
@@ -38,8 +38,14 @@ test: toolchain
 	@toolchain/chromium.sh install
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
+# The fast loop: what needs no toolchain (pure functions, the HTTP service on SQLite,
+# and on PostgreSQL when Debian's postgresql package is installed). Under a minute.
+test-unit: install
+	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
 lint: install
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
 
 # `eval "$$(make -s env)"` sets up a shell for the ordinary pulumi CLI.
 env:

@@ -11,7 +11,7 @@ def serve(argv: list[str]) -> int:
     import uvicorn
 
     from api import cli
-    from api.service import build_app
+    from api.http.app import build_app
     from stacks.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m api serve")

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api import accounts
-from api.errors import ApiError
-from api.principal import ALL_SCOPES
-from api.schemas_auth import key_status
+from api.accounts import service as accounts
+from api.auth.principal import ALL_SCOPES
+from api.auth.schemas import key_status
+from api.errors import Invalid, ServiceError, exit_code
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import list_billing_events
@@ -52,7 +52,7 @@ def _read_password(args: argparse.Namespace) -> str | None:
         return None
     password = sys.stdin.readline().rstrip("\r\n")
     if len(password) < 8:
-        raise ApiError(400, "bad_request", "password must be at least 8 characters")
+        raise Invalid("password must be at least 8 characters", "bad_request")
     return password
 
 
@@ -251,9 +251,9 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         migrate(engine)
         with session_factory(engine)() as db:
             return args.func(args, db)
-    except ApiError as exc:
-        _info(f"error: {exc.detail}")
-        return 1
+    except ServiceError as exc:
+        _info(f"error: {exc.message} ({exc.code})")
+        return exit_code(exc)
     finally:
         engine.dispose()
 

@@ -12,7 +12,7 @@ What it does:
      with a fresh SQLite database, the rate limit off and MAX_STREAMS raised; creates
      a key and `--deployments` nginx deployments (one pod each) and waits until they
      are Ready. Streams are spread round robin over the deployments: the streams of
-     one deployment share one pod watch and one log follow (api.observe.LogHub).
+     one deployment share one pod watch and one log follow (api.observe.hub.LogHub).
   3. Opens SSE log streams in steps; at each step, over `--window` seconds, measures
      the service's resident memory and CPU, the API server's and kwok's CPU, how many
      streams received a new line (kwok writes one every 2 s) and the delivery
@@ -52,18 +52,15 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from api.kube import parse_time_ns  # noqa: E402
+from api.observe.formats import parse_time_ns  # noqa: E402
 
 SERVER = r"""
 import sys, uvicorn
-from api import observe
-from api.service import build_app
-observe.MAX_STREAMS = int(sys.argv[2])
-app = build_app()
-paths = {r.path for r in app.routes}
-for handler in observe.ROUTES:
-    if not (handler.paths & paths):
-        app.register(handler)
+from api.http.app import build_app
+from api.observe.streams import SLOTS
+from stacks.settings import Settings
+SLOTS.total = SLOTS.per_user = int(sys.argv[2])
+app = build_app(Settings.from_env())
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="asyncio", log_level="warning",
             timeout_graceful_shutdown=5, backlog=4096)
 """

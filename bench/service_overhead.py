@@ -22,10 +22,12 @@ from pathlib import Path
 import msgspec
 from litestar.testing import TestClient
 
+from api.http.context import context_of
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.credentials import new_api_key
-from api.service import build_app
+from api.auth.credentials import new_api_key
+from api.http.app import build_app
 from persistence.accounts import add_user
 from persistence.keys import add_key
 from persistence.models import Deployment
@@ -84,7 +86,7 @@ def main() -> None:
 
         app = build_app(settings)
         with TestClient(app, timeout=300) as client:
-            with app.state.write_session_factory() as db, db.begin():
+            with context_of(app.state).db.writes() as db, db.begin():
                 user = add_user(db, "bench", password_hash=None)
                 key, prefix, digest = new_api_key()
                 add_key(db, prefix=prefix, secret_hash=digest, name="bench", user_id=user.id,
@@ -113,7 +115,7 @@ def main() -> None:
             parallel = time.monotonic() - t
 
             # Read latency with many rows.
-            with app.state.write_session_factory() as db, db.begin():
+            with context_of(app.state).db.writes() as db, db.begin():
                 for i in range(args.rows):
                     db.add(Deployment(name=f"row-{i:05d}", owner_user_id=user.id, template="nginx", status="Ready",
                                       ingresses=[]))  # fmt: skip

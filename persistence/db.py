@@ -83,7 +83,7 @@ def session_factory(engine: Engine, *, immediate: bool = False) -> sessionmaker[
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
-def _alembic_config(connection: Connection) -> Any:
+def alembic_config(connection: Connection) -> Any:
     from alembic.config import Config
 
     cfg = Config()
@@ -103,13 +103,13 @@ def migrate(url: str | URL | Engine, revision: str = "head") -> None:
             with engine.connect() as conn:
                 conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
                 with conn.begin():
-                    command.upgrade(_alembic_config(conn), revision)
+                    command.upgrade(alembic_config(conn), revision)
         else:
             with engine.connect() as conn, conn.begin():
                 if engine.dialect.name == "postgresql":
                     lock = text("SELECT pg_advisory_xact_lock(:id)")
                     conn.execute(lock, {"id": _MIGRATION_LOCK_ID})
-                command.upgrade(_alembic_config(conn), revision)
+                command.upgrade(alembic_config(conn), revision)
     finally:
         if not isinstance(url, Engine):
             engine.dispose()

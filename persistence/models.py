@@ -1,7 +1,8 @@
 """Every table of the service, as typed SQLAlchemy 2 models.
 
-Closed vocabularies (tiers, roles, statuses, kinds) are plain strings guarded by
-CHECK constraints: readable in `psql`/`sqlite3`, and identical on both databases.
+Closed vocabularies (tiers, roles, statuses, kinds; the StrEnums of
+`persistence.enums`) are plain strings guarded by CHECK constraints: readable in
+`psql`/`sqlite3`, and identical on both databases.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from persistence.base import Base, NullableJSON, utcnow
+from persistence.enums import DeploymentStatus, OperationKind, OperationStatus, values
 
 TIERS = ("free", "business", "enterprise")
 TEAM_ROLES = ("owner", "member")
 BILLING_KINDS = ("deployment.created", "deployment.deleted", "tier.changed")
-DEPLOYMENT_STATUSES = ("Pending", "Provisioning", "Ready", "Error", "Deleting")
+DEPLOYMENT_STATUSES = values(DeploymentStatus)
 VISIBILITIES = ("public", "internal")
-OPERATION_STATUSES = ("queued", "running", "succeeded", "failed")
+OPERATION_STATUSES = values(OperationStatus)
+OPERATION_KINDS = values(OperationKind)
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> CheckConstraint:
@@ -168,6 +171,7 @@ class Operation(Base):
     __tablename__ = "operations"
     __table_args__ = (
         _one_of("status", OPERATION_STATUSES, "status"),
+        _one_of("kind", OPERATION_KINDS, "kind"),
         # The claim query: oldest queued first.
         Index("ix_operations_status_created_at", "status", "created_at"),
     )

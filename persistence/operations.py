@@ -16,9 +16,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from persistence.base import utcnow
+from persistence.enums import ACTIVE, FINISHED, DeploymentStatus, OperationKind, OperationStatus
 from persistence.models import Deployment, Operation
 
-ACTIVE = ("queued", "running")
+__all__ = ["ACTIVE", "FINISHED"]
 
 
 def enqueue(
@@ -37,7 +38,7 @@ def enqueue(
         kind=kind,
         payload=payload,
         message=message,
-        status="queued",
+        status=OperationStatus.QUEUED,
     )
     session.add(op)
     session.flush()
@@ -50,10 +51,10 @@ def claim_next(session: Session, owner: str, *, skip: set[str] = frozenset()) ->
     Runnable: queued, the oldest queued one of its deployment, and no
     operation of that deployment is running. Call inside a transaction.
     """
-    running = select(Operation.deployment_name).where(Operation.status == "running")
+    running = select(Operation.deployment_name).where(Operation.status == OperationStatus.RUNNING)
     candidates = session.execute(
         select(Operation.id, Operation.deployment_name)
-        .where(Operation.status == "queued", Operation.deployment_name.not_in(running))
+        .where(Operation.status == OperationStatus.QUEUED, Operation.deployment_name.not_in(running))
         .order_by(Operation.created_at, Operation.id)
         .limit(50)
     ).all()
@@ -65,8 +66,8 @@ def claim_next(session: Session, owner: str, *, skip: set[str] = frozenset()) ->
         now = utcnow()
         won = session.execute(
             update(Operation)
-            .where(Operation.id == op_id, Operation.status == "queued")
-            .values(status="running", claimed_by=owner, started_at=now, heartbeat_at=now)
+            .where(Operation.id == op_id, Operation.status == OperationStatus.QUEUED)
+            .values(status=OperationStatus.RUNNING, claimed_by=owner, started_at=now, heartbeat_at=now)
         ).rowcount
         if won == 1:
             return session.get(Operation, op_id, populate_existing=True)
@@ -94,7 +95,7 @@ def finish(
 ) -> None:
     """Ends an operation; the payload (which may carry env values) is dropped."""
     values: dict[str, Any] = {
-        "status": "succeeded" if ok else "failed",
+        "status": OperationStatus.SUCCEEDED if ok else OperationStatus.FAILED,
         "message": message,
         "result": result,
         "error": error,
@@ -109,7 +110,7 @@ def finish(
 def interrupted(session: Session, *, owner_alive, stale_before: datetime) -> list[Operation]:
     """Running operations whose worker is gone: its process is dead, or it
     stopped sending heartbeats (another host)."""
-    rows = session.scalars(select(Operation).where(Operation.status == "running")).all()
+    rows = session.scalars(select(Operation).where(Operation.status == OperationStatus.RUNNING)).all()
     return [
         op
         for op in rows
@@ -120,16 +121,23 @@ def interrupted(session: Session, *, owner_alive, stale_before: datetime) -> lis
 def requeue(session: Session, op: Operation, payload: dict[str, Any], message: str) -> None:
     session.execute(
         update(Operation)
-        .where(Operation.id == op.id, Operation.status == "running")
-        .values(status="queued", claimed_by=None, started_at=None, heartbeat_at=None, payload=payload, message=message)
+        .where(Operation.id == op.id, Operation.status == OperationStatus.RUNNING)
+        .values(
+            status=OperationStatus.QUEUED,
+            claimed_by=None,
+            started_at=None,
+            heartbeat_at=None,
+            payload=payload,
+            message=message,
+        )
     )
 
 
 def fail_queued(session: Session, deployment_name: str, reason: str) -> None:
     session.execute(
         update(Operation)
-        .where(Operation.deployment_name == deployment_name, Operation.status == "queued")
-        .values(status="failed", error=reason, message=reason, finished_at=utcnow(), payload=None)
+        .where(Operation.deployment_name == deployment_name, Operation.status == OperationStatus.QUEUED)
+        .values(status=OperationStatus.FAILED, error=reason, message=reason, finished_at=utcnow(), payload=None)
     )
 
 
@@ -162,10 +170,14 @@ def for_deployment(session: Session, deployment_name: str, limit: int = 50) -> l
 def deployments_stuck_deleting(session: Session) -> list[Deployment]:
     """Deployments marked Deleting with no delete queued or running: a delete
     that failed or was lost halfway, to be retried."""
-    active_deletes = select(Operation.deployment_name).where(Operation.kind == "delete", Operation.status.in_(ACTIVE))
+    active_deletes = select(Operation.deployment_name).where(
+        Operation.kind == OperationKind.DELETE, Operation.status.in_(ACTIVE)
+    )
     return list(
         session.scalars(
-            select(Deployment).where(Deployment.status == "Deleting", Deployment.name.not_in(active_deletes))
+            select(Deployment).where(
+                Deployment.status == DeploymentStatus.DELETING, Deployment.name.not_in(active_deletes)
+            )
         )
     )
 

@@ -25,6 +25,7 @@ import msgspec
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
+from persistence.enums import OperationKind
 from persistence.models import Operation
 from programs.spec import KEY_IMAGE
 from scheduler import store
@@ -107,7 +108,7 @@ class RollbackOnFailure:
         self.sessions = sessions
 
     def __call__(self, kind: str, deployment_name: str, payload: dict[str, Any], error: str) -> Operation | None:
-        if kind != "auto-update":
+        if kind != OperationKind.AUTO_UPDATE:
             return None
         try:
             revision = previous_revision(self.settings, deployment_name, (payload.get("auto_update") or {}).get("to"))

@@ -32,7 +32,6 @@ from sqlalchemy import Engine
 
 from persistence.base import utcnow
 from persistence.db import SQLITE_BEGIN_OPTION, session_factory
-from scheduler import store
 from scheduler.leader import LeaderLease
 from scheduler.poll import Poller, PollReport
 from scheduler.registry import ClientOptions, Credentials, RegistryClient, registry_host
@@ -105,17 +104,10 @@ class AutoUpdateScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll_lock = threading.Lock()
-        self._tables_ready = False
 
     # --- lifecycle -----------------------------------------------------------
 
-    def _ensure_tables(self) -> None:
-        if not self._tables_ready:
-            store.ensure_tables(self.engine)
-            self._tables_ready = True
-
     def start(self) -> None:
-        self._ensure_tables()
         with _INSTANCES_LOCK:
             _INSTANCES[self.holder] = self
         if not self.config.enabled:
@@ -214,7 +206,6 @@ class AutoUpdateScheduler:
 
     def poll_now(self, *, force: bool = False) -> PollReport:
         """One poll now (serialised with the scheduled one)."""
-        self._ensure_tables()
         with self._poll_lock:
             if not self.lease.try_acquire():  # another process leads: it polls
                 return PollReport(started_at=utcnow(), fenced_out=True)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from persistence.base import utcnow
 from persistence.db import SQLITE_BEGIN_OPTION
-from scheduler.store import leader_table
+from persistence.scheduler_tables import leader_table
 
 log = logging.getLogger("shipstack.scheduler.leader")
 DEFAULT_LEASE = "auto-update"

@@ -1,19 +1,5 @@
-"""The scheduler's own tables and the queries on them.
-
-- `scheduler_leader`: the lease that makes exactly one process the active scheduler.
-- `registry_repositories`: what the last poll of each repository saw (tags, the
-  digests it looked up, ETag, errors, a rate-limit pause), so a restart neither
-  forgets a baseline digest nor hammers a registry that asked us to wait.
-- `auto_update_status`: the last decision per deployment, with every candidate
-  and why, for `GET /api/deployments/{name}/auto-update/status`.
-- `auto_update_bad_digests`: digests whose rollout failed; never tried again.
-
-They live on their own `MetaData` (not `persistence.base.Base`) so this module can
-create them where the service's Alembic migrations do not (yet) know them;
-`ensure_tables` is idempotent and safe when several processes start at once. The
-migration that makes them part of the schema is in the scheduler's hand-over notes
-(scheduler/__init__.py).
-"""
+"""Queries on the scheduler's tables (`persistence.scheduler_tables`): repository
+memory, per-deployment decisions and bad digests."""
 
 from __future__ import annotations
 
@@ -23,96 +9,17 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     bindparam,
     delete,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import Session
 
-from persistence.base import NAMING_CONVENTION, UTCDateTime, utcnow
-from persistence.db import SQLITE_BEGIN_OPTION
+from persistence.base import utcnow
+from persistence.scheduler_tables import bad_digests_table, repositories_table, status_table
 from scheduler.policy import Decision
-
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-leader_table = Table(
-    "scheduler_leader",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("holder", String(128), nullable=False),
-    # Bumped on every change of holder: a fencing number for logs and checks.
-    Column("term", Integer, nullable=False, default=1),
-    Column("acquired_at", UTCDateTime(), nullable=False),
-    Column("expires_at", UTCDateTime(), nullable=False),
-)
-
-repositories_table = Table(
-    "registry_repositories",
-    metadata,
-    Column("repository", String(512), primary_key=True),  # host/path
-    Column("tags", JSON, nullable=False, default=list),
-    Column("digests", JSON, nullable=False, default=dict),  # tag -> digest, as last looked up
-    Column("etag", String(255)),
-    Column("pages", Integer, nullable=False, default=0),
-    Column("truncated", Boolean, nullable=False, default=False),
-    Column("polled_at", UTCDateTime()),
-    Column("changed_at", UTCDateTime()),  # when the tag list last differed
-    Column("error", Text),
-    Column("blocked_until", UTCDateTime()),  # a 429 asked us to wait this long
-)
-
-status_table = Table(
-    "auto_update_status",
-    metadata,
-    Column("deployment_name", String(63), primary_key=True),
-    Column("repository", String(512)),
-    Column("image", String(512)),
-    Column("checked_at", UTCDateTime()),
-    Column("action", String(16)),  # update | none | baseline | error | skipped
-    Column("reason", Text),
-    Column("decision", JSON),
-    Column("operation_id", String(36)),
-    # Policy `digest` on an unpinned tag: the first digest seen is the baseline.
-    Column("baseline_digest", String(80)),
-    Column("baseline_tag", String(128)),
-)
-
-bad_digests_table = Table(
-    "auto_update_bad_digests",
-    metadata,
-    Column("deployment_name", String(63), primary_key=True),
-    Column("digest", String(80), primary_key=True),
-    Column("image", String(512)),
-    Column("reason", Text, nullable=False),
-    Column("recorded_at", UTCDateTime(), nullable=False),
-)
-
-TABLES = (leader_table, repositories_table, status_table, bad_digests_table)
-_CREATE_LOCK_ID = 0x5348_4950_5343_4844  # any fixed number: serialises ensure_tables on PostgreSQL
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Creates the scheduler's tables when missing, one process at a time."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn = conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CREATE_LOCK_ID})
-            metadata.create_all(conn, tables=list(TABLES), checkfirst=True)
-
 
 # --- repositories --------------------------------------------------------------
 

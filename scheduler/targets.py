@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from persistence import operations as ops
+from persistence.enums import DeploymentStatus
 from persistence.models import Deployment, Operation
 from programs.spec import (
     KEY_AUTO_UPDATE,
@@ -119,7 +120,9 @@ def load_targets(session: Session, settings: Settings, cache: ConfigCache) -> tu
     """Every deployment whose stack config has auto-update enabled, split into those
     to poll and those to skip now (not Ready, or an operation queued or running:
     an update on top of a pending change could undo it)."""
-    rows = session.execute(select(Deployment.name, Deployment.status).where(Deployment.status != "Deleting")).all()
+    rows = session.execute(
+        select(Deployment.name, Deployment.status).where(Deployment.status != DeploymentStatus.DELETING)
+    ).all()
     busy = set(session.scalars(select(Operation.deployment_name).where(Operation.status.in_(ops.ACTIVE))))
     targets: list[Target] = []
     skipped: list[Skipped] = []
@@ -138,7 +141,7 @@ def load_targets(session: Session, settings: Settings, cache: ConfigCache) -> tu
         if name in busy:
             skipped.append(Skipped(name=name, image=image, reason="an operation is queued or running; next poll"))
             continue
-        if status != "Ready":
+        if status != DeploymentStatus.READY:
             skipped.append(Skipped(name=name, image=image, reason=f"the deployment is {status}, not Ready"))
             continue
         if not image:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from persistence import operations as ops
 from persistence.base import utcnow
 from persistence.billing import record_billing_event
+from persistence.enums import DeploymentStatus, OperationKind
 from persistence.models import Deployment, Operation
 from programs.spec import DeploymentSpec, describe_change
 from programs.templates import load_catalog
@@ -151,7 +152,7 @@ class Runner:
                 if attempt > MAX_ATTEMPTS:
                     reason = f"{op.kind} was interrupted {MAX_ATTEMPTS} times; giving up"
                     ops.finish(s, op.id, ok=False, message=reason, error=reason)
-                    self._mark_error(s, op.deployment_name, reason, deleting=op.kind == "delete")
+                    self._mark_error(s, op.deployment_name, reason, deleting=op.kind == OperationKind.DELETE)
                     continue
                 payload.update(attempt=attempt, recover=True)
                 log.warning("operation %s (%s %s) was interrupted; queued again", op.id, op.kind, op.deployment_name)
@@ -222,7 +223,7 @@ class Runner:
         try:
             if payload.get("recover"):
                 engine.recover(self.settings, op.deployment_name)
-            if op.kind == "delete":
+            if op.kind == OperationKind.DELETE:
                 message, result = self._delete(op, on_event)
             else:
                 message, result = self._apply(op, payload, on_event)
@@ -232,7 +233,7 @@ class Runner:
             with self.sessions() as s, s.begin():
                 failed = f"{op.message or op.kind}: failed"
                 ops.finish(s, op.id, ok=False, message=failed, error=error, progress=progress)
-                self._mark_error(s, op.deployment_name, error, deleting=op.kind == "delete")
+                self._mark_error(s, op.deployment_name, error, deleting=op.kind == OperationKind.DELETE)
             if self.on_failed is not None:
                 try:
                     self.on_failed(op.kind, op.deployment_name, payload, error)
@@ -265,7 +266,7 @@ class Runner:
             else:
                 target = apply_change(current, change, load_catalog().get(current.template))
                 message = describe_change(current, target)
-                if op.kind == "auto-update":
+                if op.kind == OperationKind.AUTO_UPDATE:
                     expected = (payload.get("auto_update") or {}).get("expect_image", current.image)
                     if expected != current.image:  # the spec changed after the poll decided
                         return f"skipped: the image is now {current.image}, not {expected}", {"changed": False}
@@ -277,7 +278,7 @@ class Runner:
         with self.sessions() as s, s.begin():
             dep = s.query(Deployment).filter_by(name=name).one_or_none()
             if dep is not None:
-                dep.status = "Ready"
+                dep.status = DeploymentStatus.READY
                 dep.status_message = None
                 dep.last_error = None
                 dep.ingresses = [msgspec.to_builtins(i) for i in applied.ingresses]
@@ -307,7 +308,7 @@ class Runner:
     def _set_status(self, name: str, status: str, message: str | None) -> None:
         with self.sessions() as s, s.begin():
             dep = s.query(Deployment).filter_by(name=name).one_or_none()
-            if dep is not None and dep.status != "Deleting":
+            if dep is not None and dep.status != DeploymentStatus.DELETING:
                 dep.status = status
                 dep.status_message = message
 
@@ -318,5 +319,5 @@ class Runner:
             return
         dep.last_error = error
         # A failed delete stays Deleting so the next start retries it.
-        dep.status = "Deleting" if deleting else "Error"
+        dep.status = DeploymentStatus.DELETING if deleting else "Error"
         dep.status_message = error

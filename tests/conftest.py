@@ -1,6 +1,11 @@
-"""Session-wide real parts: the local cluster and shipstack settings pointing
-at it. Tests that need them are marked `cluster`; they need `make toolchain`
-to have run (`make test` does it)."""
+"""Session-wide real parts: a throwaway PostgreSQL, the local cluster and
+shipstack settings pointing at it.
+
+Tests live by kind, then by feature: `unit/<feature>/` (no toolchain: pure
+functions and the HTTP service on SQLite and PostgreSQL), `integration/<feature>/`
+(the real engine, provider, cluster and registry; `make toolchain` first) and
+`browser/` (Chromium). Each test's marker comes from its folder, so
+`pytest -m unit` and `make test-unit` select by where a test lives."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import pytest
 
 from stacks.settings import Settings
 from toolchain.cluster import LocalCluster
+
+pytest_plugins = ["tests.appfixtures"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -55,10 +62,16 @@ def settings(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
     return Settings.from_env(env)
 
 
+KINDS = ("unit", "integration", "browser")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "cluster" in item.fixturenames or "settings" in item.fixturenames:
-            item.add_marker(pytest.mark.cluster)
+        parts = Path(str(item.path)).relative_to(Path(__file__).parent).parts
+        kind = parts[0] if parts and parts[0] in KINDS else None
+        if kind is None:
+            raise pytest.UsageError(f"{item.nodeid}: tests live under tests/unit, tests/integration or tests/browser")
+        item.add_marker(getattr(pytest.mark, kind))
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from api.http.context import context_of
 from stacks.settings import REPO_ROOT, Settings
 
 CHROMIUM = Path(os.environ.get("SHIPSTACK_CHROMIUM", "/usr/bin/chromium"))
@@ -82,10 +83,10 @@ class Web:
 
 
 def _add_user(app: Any, name: str, password: str) -> None:
-    from api.credentials import hash_password
+    from api.auth.credentials import hash_password
     from persistence.accounts import add_user
 
-    with app.state.write_session_factory() as db, db.begin():
+    with context_of(app.state).db.writes() as db, db.begin():
         add_user(db, name, password_hash=hash_password(password))
 
 
@@ -120,7 +121,7 @@ def serve(app: Any) -> Iterator[str]:
 
 
 def _web(settings: Settings, tmp_path: Path, *, run_operations: bool) -> Iterator[Web]:
-    from api.service import build_app
+    from api.http.app import build_app
 
     svc_settings = settings.with_database(f"sqlite:///{tmp_path / 'shipstack.db'}")
     app = build_app(svc_settings, run_operations=run_operations)

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from api.http.context import context_of
 from stacks.settings import Settings
-from tests.api.helpers import Seed
+from tests.seed import Seed
 
 PASSWORD = "a long enough password"
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient[Any]]:
-    from api.service import build_app
+    from api.http.app import build_app
 
     settings = Settings.from_env(
         {
@@ -58,7 +59,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(client: TestClient[Any]) -> None
 
 
 def test_pages_of_a_signed_in_user(client: TestClient[Any]) -> None:
-    seed = Seed(client.app.state.session_factory)
+    seed = Seed(context_of(client.app.state).db.reads)
     alice = seed.user("alice", password=PASSWORD)
     bob = seed.user("bob", password=PASSWORD)
     team = seed.team("blue", alice)
@@ -97,7 +98,7 @@ def test_pages_of_a_signed_in_user(client: TestClient[Any]) -> None:
 
 
 def test_delete_and_sign_out_forms_need_the_csrf_field(client: TestClient[Any]) -> None:
-    seed = Seed(client.app.state.session_factory)
+    seed = Seed(context_of(client.app.state).db.reads)
     alice = seed.user("alice", password=PASSWORD)
     seed.deployment("alice-web", alice, status="Ready", visibility="public")
     csrf = _sign_in(client, "alice")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import pytest
 from litestar.testing import TestClient
 
-from api.credentials import new_api_key
-from api.service import build_app
+from api.auth.credentials import new_api_key
+from api.http.app import build_app
+from api.http.context import context_of
 from persistence.accounts import add_user
 from persistence.keys import add_key
 from stacks.settings import Settings
@@ -63,7 +64,7 @@ def running_service(settings: Settings) -> Iterator[Service]:
     """The service on `settings`, with one user and a read/write key."""
     app = build_app(settings)
     with TestClient(app, timeout=120) as client:
-        with app.state.write_session_factory() as db, db.begin():
+        with context_of(app.state).db.writes() as db, db.begin():
             user = add_user(db, "tester", password_hash=None)
             key, prefix, digest = new_api_key()
             add_key(

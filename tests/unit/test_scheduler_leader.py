@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 
 from persistence.base import utcnow
 from persistence.db import make_engine, migrate, session_factory
-from scheduler import store
 from scheduler.jobs import JOB_ID, AutoUpdateScheduler
 from scheduler.leader import LeaderLease
 from stacks.settings import SchedulerSettings, Settings
@@ -32,7 +31,7 @@ def db_url(database_url: str) -> str:
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     eng = make_engine(db_url)
-    store.ensure_tables(eng)
+    migrate(eng)
     yield eng
     eng.dispose()
 
@@ -105,29 +104,6 @@ def test_racing_processes_elect_exactly_one(engine: Engine) -> None:
     assert results.count(True) == 1
 
 
-def test_ensure_tables_is_idempotent_and_concurrent(db_url: str) -> None:
-    eng = make_engine(db_url)
-    try:
-        errors: list[BaseException] = []
-
-        def create() -> None:
-            try:
-                store.ensure_tables(eng)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=create) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
-        names = set(inspect(eng).get_table_names())
-        assert {t.name for t in store.TABLES} <= names
-    finally:
-        eng.dispose()
-
-
 def test_only_the_leader_runs_the_scheduled_poll(db_url: str, tmp_path: Path) -> None:
     """Two service processes (two schedulers) on one database: one runs APScheduler
     and the poll job; when it stops, the other takes over the same stored job."""
@@ -180,7 +156,6 @@ def test_a_silent_leader_is_replaced_after_its_lease_expires(db_url: str, tmp_pa
     settings = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": db_url})
     config = SchedulerSettings(poll_interval_s=60, lease_ttl_s=1.0)
     stuck = LeaderLease(eng, "stuck", ttl_s=1.0)
-    store.ensure_tables(eng)
     assert stuck.try_acquire()  # a process that took the lease, then hung
     other = AutoUpdateScheduler(settings, eng, config=config, holder="other")
     try:

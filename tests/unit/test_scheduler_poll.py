@@ -162,7 +162,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
     url = f"sqlite:///{tmp_path / 'shipstack.db'}"
     migrate(url)
     engine = make_engine(url)
-    store.ensure_tables(engine)
     settings = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": url})
     sessions = session_factory(engine, immediate=True)
     with sessions() as s, s.begin():

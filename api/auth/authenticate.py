@@ -1,0 +1,142 @@
+"""Turn request credentials into a `Principal` (blocking database code; run in a thread).
+
+A bearer key wins over a session cookie: it is the explicit credential, and browsers
+never attach it on their own, which is why key requests need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth.credentials import hashes_equal, key_prefix, sha256_hex
+from api.auth.principal import Principal, user_scopes
+from api.errors import Unauthorized
+from persistence.accounts import roles_for_user
+from persistence.base import utcnow
+from persistence.keys import get_key_by_prefix, touch_key
+from persistence.login_sessions import get_session
+from persistence.models import ApiKey, LoginSession
+
+log = logging.getLogger("shipstack.api.auth")
+
+# last_used_at is informational; recording it at most once a minute keeps
+# authentication read-only for nearly every request.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+def authenticate(
+    factory: sessionmaker[Session],
+    authorization: str | None,
+    session_token: str | None,
+    *,
+    optional: bool = False,
+) -> Principal | None:
+    """The caller, or None when no credential was sent.
+
+    Raises `Unauthorized` for a bad bearer key, and for a bad session cookie unless
+    `optional` (a stale cookie on a page that also works anonymously is not an error).
+    """
+    now = utcnow()
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("Authorization header must be 'Bearer <API key>'")
+        principal = _from_key(factory, value.strip(), now)
+        _touch(factory, principal, now)
+        return principal
+    if session_token:
+        try:
+            return _from_session(factory, session_token, now)
+        except Unauthorized:
+            if optional:
+                return None
+            raise
+    return None
+
+
+def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> Principal:
+    prefix = key_prefix(raw)
+    if prefix is None:
+        raise Unauthorized("Invalid API key")
+    with factory() as db:
+        row = get_key_by_prefix(db, prefix)
+        if row is None or not hashes_equal(row.secret_hash, sha256_hex(raw)):
+            raise Unauthorized("Invalid API key")
+        return _key_principal(db, row, now)
+
+
+def _key_principal(db: Session, row: ApiKey, now: datetime) -> Principal:
+    # Specific reasons only once the caller has proven they hold the whole key.
+    if row.revoked_at is not None:
+        raise Unauthorized("API key revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthorized("API key expired")
+    user = row.user
+    return Principal(
+        user_id=user.id,
+        user_name=user.name,
+        is_admin=user.is_admin,
+        tier=user.tier,
+        scopes=frozenset(row.scopes) & user_scopes(user.is_admin),
+        teams=roles_for_user(db, user.id),
+        via="key",
+        key_id=row.id,
+        key_prefix=row.prefix,
+        key_expires_at=row.expires_at,
+        bound_team_id=row.team_id,
+    )
+
+
+def _from_session(factory: sessionmaker[Session], token: str, now: datetime) -> Principal:
+    with factory() as db:
+        return _session_principal(db, get_session(db, sha256_hex(token)), now)
+
+
+def _session_principal(db: Session, row: LoginSession | None, now: datetime) -> Principal:
+    if row is None:
+        raise Unauthorized("Not logged in")
+    if row.expires_at <= now:
+        raise Unauthorized("Session expired, log in again")
+    user = row.user
+    return Principal(
+        user_id=user.id,
+        user_name=user.name,
+        is_admin=user.is_admin,
+        tier=user.tier,
+        scopes=user_scopes(user.is_admin),
+        teams=roles_for_user(db, user.id),
+        via="session",
+        session_id=row.id,
+        csrf_token=row.csrf_token,
+    )
+
+
+def reauthenticate(db: Session, principal: Principal) -> Principal | None:
+    """The caller as the database sees them now (scopes, teams), or None once the
+    credential is revoked, expired or gone: for streams that outlive the request
+    that opened them."""
+    try:
+        if principal.via == "key" and principal.key_id is not None:
+            row = db.get(ApiKey, principal.key_id)
+            return None if row is None else _key_principal(db, row, utcnow())
+        if principal.session_id is not None:
+            return _session_principal(db, db.get(LoginSession, principal.session_id), utcnow())
+    except Unauthorized:
+        return None
+    return None
+
+
+def _touch(factory: sessionmaker[Session], principal: Principal, now: datetime) -> None:
+    """Separate short write transaction; a busy database must not fail the request."""
+    if principal.key_id is None:
+        return
+    try:
+        with factory() as db:
+            touch_key(db, principal.key_id, now, min_interval=TOUCH_INTERVAL)
+            db.commit()
+    except OperationalError:
+        log.warning("could not record last use of API key %s", principal.key_prefix)

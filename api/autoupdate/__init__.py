@@ -1,0 +1,2 @@
+"""Auto-update: a deployment's policy (queued like every write) and why the
+scheduler did what it did."""

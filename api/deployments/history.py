@@ -1,0 +1,139 @@
+"""A deployment's revisions and a preview of a change: the reads that run the engine.
+
+Revisions are Pulumi's own update history, shown in the API's words: each one's
+spec in the shape the API takes and returns (env keys, never values), not raw
+`shipstack:*` config keys; the raw config is one `pulumi stack history` away.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import msgspec
+from sqlalchemy.orm import Session
+
+from api.auth.principal import Principal
+from api.deployments.schemas import (
+    AutoUpdateSettings,
+    HistoryResponse,
+    PreviewRequest,
+    PreviewResponse,
+    RevisionOut,
+    RevisionSpec,
+    StepOut,
+)
+from api.deployments.service import invalid, managed
+from api.deployments.tenancy import get_visible_deployment
+from api.errors import Conflict, Unavailable
+from programs.spec import (
+    KEY_ENV,
+    KEY_ENV_KEYS,
+    AutoUpdate,
+    DeploymentSpec,
+    SpecConfigError,
+    config_to_spec,
+    validate_env,
+    validate_image,
+    validate_spec,
+)
+from programs.templates import load_catalog
+from stacks import engine
+from stacks.changes import Change, apply_change
+from stacks.settings import Settings
+
+log = logging.getLogger("shipstack.api.history")
+
+
+def auto_update_settings(auto: AutoUpdate, strategy: str) -> AutoUpdateSettings:
+    return AutoUpdateSettings(
+        enabled=auto.enabled,
+        strategy=strategy,
+        policy=auto.policy,
+        include=auto.include,
+        exclude=auto.exclude,
+        intervalSeconds=auto.interval_s,
+        prerelease=auto.prerelease,
+    )
+
+
+def revision_spec(config: Mapping[str, str]) -> RevisionSpec | None:
+    """A revision's config (secrets masked) as the API's spec shape, or None when it
+    does not read as a spec."""
+    try:
+        # The env is masked in history; its keys are kept in plain text beside it.
+        spec: DeploymentSpec = config_to_spec({**config, KEY_ENV: "{}"})
+    except SpecConfigError:
+        return None
+    try:
+        env_keys = sorted(msgspec.json.decode(config.get(KEY_ENV_KEYS) or "[]", type=list[str]))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        env_keys = []
+    return RevisionSpec(
+        template=spec.template,
+        image=spec.image,
+        containerPort=spec.container_port,
+        envKeys=env_keys,
+        visibility=spec.visibility,
+        replicas=spec.replicas,
+        strategy=spec.strategy,
+        autoUpdate=auto_update_settings(spec.auto_update, spec.strategy),
+        restartedAt=spec.restart_stamp,
+    )
+
+
+def history(db: Session, principal: Principal, name: str, settings: Settings) -> HistoryResponse:
+    """Every revision, newest first, numbered from 1 (the oldest)."""
+    get_visible_deployment(db, principal, name)
+    try:
+        revisions = engine.history(settings, name)
+    except Exception:
+        log.exception("reading the history of %s failed", name)
+        raise Unavailable("Could not read the stack history; retry later", "engine_unavailable") from None
+    return HistoryResponse(
+        revisions=[
+            RevisionOut(
+                version=r.version,
+                kind=r.kind,
+                result=r.result,
+                message=r.message,
+                startTime=r.start_time,
+                endTime=r.end_time,
+                resourceChanges=r.resource_changes,
+                spec=revision_spec(r.config),
+            )
+            for r in reversed(revisions)
+        ]
+    )
+
+
+def check_preview(data: PreviewRequest) -> None:
+    errors = validate_env(data.configData) if data.configData is not None else []
+    if data.image is not None and (error := validate_image(data.image)):
+        errors.append(error)
+    if errors:
+        raise invalid(errors)
+
+
+def preview(db: Session, principal: Principal, name: str, data: PreviewRequest, settings: Settings) -> PreviewResponse:
+    """The exact diff the change would make, changing nothing."""
+    check_preview(data)
+    managed(db, principal, name)
+    current = engine.current_spec(settings, name)
+    if current is None:
+        raise Conflict(f"Deployment '{name}' has not been created in the cluster yet", "not_created")
+    change = Change(env=data.configData, image=data.image, visibility=data.visibility)
+    target = apply_change(current, change, load_catalog().get(current.template))
+    errors = validate_spec(target)
+    if errors:
+        raise invalid(errors)
+    try:
+        result = engine.preview(settings, target)
+    except engine.EngineError:
+        log.exception("preview of %s failed", name)
+        raise Unavailable("The engine could not compute the preview; retry later", "engine_error") from None
+    return PreviewResponse(
+        changes=result.changes,
+        steps=[StepOut(op=s.op, type=s.type, name=s.name, diffs=list(s.diffs)) for s in result.steps],
+        podsWillRoll=result.pods_roll,
+    )

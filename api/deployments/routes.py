@@ -1,0 +1,303 @@
+"""The deployment routes of the API contract (docs/api.md), plus templates,
+history, rollback and preview: HTTP only (parse, call the service, shape the answer).
+
+    GET  /api/templates
+    GET  /api/deployments                       POST /api/deployments
+    POST /api/deployments/deploy-image          GET  /api/deployments/status?name=&wait=
+    POST /api/deployments/delete                POST /api/deployments/restart
+    GET  /api/deployments/config?name=          PUT  /api/deployments/config
+    GET  /api/deployments/{name}/history        POST /api/deployments/{name}/rollback
+    POST /api/deployments/{name}/preview
+
+Writes answer at once with the operation that carries them out; `Idempotency-Key`
+on any write replays the first answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+import msgspec
+from litestar import MediaType, Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Redirect
+from sqlalchemy.orm import Session
+
+from api.auth.guards import CurrentPrincipal, TeamContext, require_scope
+from api.auth.middleware import FORM_TYPES
+from api.auth.principal import READ, WRITE, Principal
+from api.deployments import history as history_service
+from api.deployments import service, templates
+from api.deployments.idempotency import HEADER, IdempotentRequest
+from api.deployments.schemas import (
+    Accepted,
+    ConfigResponse,
+    ConfigUpdateRequest,
+    CreateRequest,
+    CreateResponse,
+    DeployImageRequest,
+    DeploymentItem,
+    HistoryResponse,
+    NameRequest,
+    PreviewRequest,
+    PreviewResponse,
+    RollbackRequest,
+    StatusResponse,
+    TemplatesResponse,
+)
+from api.deployments.tenancy import resolve_team_context
+from api.deployments.writes import Action, submit
+from api.errors import Invalid
+from api.http.context import Database
+from api.http.dependencies import AppDatabase, AppRunner, AppSettings, DbSession
+from api.http.errors import error_responses
+from stacks.runner import Runner
+from stacks.settings import Settings
+
+NameQuery = Annotated[str, QueryParameter(description="Deployment name")]
+READS = [require_scope(READ)]
+WRITES = [require_scope(WRITE)]
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """What a deployment route documents: its own statuses, and what every
+    authenticated route can answer (bad input, credentials, scope, rate limit)."""
+    return error_responses(*sorted({400, 401, 403, 429, *statuses}))
+
+
+def accepted(status: int, body: type[Any] = Accepted) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(
+            body, description="Accepted: the operation that carries the write out", generate_examples=False
+        )
+    }
+
+
+def _run_write(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    database: Database,
+    runner: Runner,
+    body: msgspec.Struct | dict[str, Any],
+    action: Action,
+    team_id: int | None = None,
+) -> Response[Any]:
+    key = request.headers.get(HEADER)
+    replay = None
+    if key is not None:
+        replay = IdempotentRequest(
+            key=key, method=request.method, path=request.url.path, body=msgspec.json.encode(body), team_id=team_id
+        )
+    result = submit(database.writes, runner.notify, principal, action, replay)
+    return Response(content=result.body, status_code=result.status, media_type=MediaType.JSON)
+
+
+# --- reads ---------------------------------------------------------------------------
+
+
+@get("/api/templates", guards=READS, sync_to_thread=False, responses=errors())
+def list_templates() -> TemplatesResponse:
+    """The catalog: each template's services, images, ports and env vars."""
+    return templates.list_templates()
+
+
+@get("/api/deployments", guards=READS, sync_to_thread=True, responses=errors())
+def list_deployments(
+    principal: CurrentPrincipal, team_context: TeamContext, db_session: DbSession
+) -> list[DeploymentItem]:
+    """Every deployment the caller can see (or one team's, with `team_id` / `X-Team-Id`)."""
+    return service.list_deployments(db_session, principal, team_context)
+
+
+@get("/api/deployments/status", guards=READS, responses=errors(404))
+async def deployment_status(
+    principal: CurrentPrincipal,
+    database: AppDatabase,
+    name: NameQuery,
+    wait: Annotated[int, QueryParameter(ge=0, le=service.MAX_WAIT_S, description="Long-poll seconds")] = 0,
+) -> StatusResponse:
+    """With `wait=N`, answers as soon as the status changes, or after N seconds."""
+
+    def read() -> StatusResponse:
+        with database.reads() as db:
+            return service.status(db, principal, name)
+
+    first = await anyio.to_thread.run_sync(read)
+    return await service.wait_for_change(read, first, wait)
+
+
+@get("/api/deployments/config", guards=READS, sync_to_thread=True, responses=errors(404, 500))
+def get_config(
+    principal: CurrentPrincipal, db_session: DbSession, settings: AppSettings, name: NameQuery
+) -> ConfigResponse:
+    """The env vars in force, or those of the newest accepted change still queued."""
+    return service.get_config(db_session, principal, name, settings)
+
+
+@get("/api/deployments/{name:str}/history", guards=READS, sync_to_thread=True, responses=errors(404, 503))
+def deployment_history(
+    principal: CurrentPrincipal, db_session: DbSession, settings: AppSettings, name: FromPath[str]
+) -> HistoryResponse:
+    """Every revision, newest first, with the spec it ran (env keys, never values)."""
+    return history_service.history(db_session, principal, name, settings)
+
+
+@post("/api/deployments/{name:str}/preview", guards=WRITES, status_code=200, sync_to_thread=True,
+      responses=errors(404, 409, 503))  # fmt: skip
+def preview(
+    principal: CurrentPrincipal,
+    db_session: DbSession,
+    settings: AppSettings,
+    name: FromPath[str],
+    data: JSONBody[PreviewRequest],
+) -> PreviewResponse:
+    """The exact diff a change of env, image or visibility would make; nothing changes."""
+    return history_service.preview(db_session, principal, name, data, settings)
+
+
+# --- writes ---------------------------------------------------------------------------
+
+
+@post("/api/deployments", guards=WRITES, status_code=201, sync_to_thread=True,
+      responses={**accepted(201, CreateResponse), **errors(409)})  # fmt: skip
+def create_deployment(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    team_context: TeamContext,
+    database: AppDatabase,
+    runner: AppRunner,
+    settings: AppSettings,
+    data: JSONBody[CreateRequest],
+) -> Response[CreateResponse]:
+    """Deploy a template; answered at once with the create operation."""
+    return _create(request, principal, team_context, database, runner, settings, data)
+
+
+@post("/api/deployments/deploy-image", guards=WRITES, status_code=201, sync_to_thread=True,
+      responses={**accepted(201, CreateResponse), **errors(409)})  # fmt: skip
+def deploy_image(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    team_context: TeamContext,
+    database: AppDatabase,
+    runner: AppRunner,
+    settings: AppSettings,
+    data: JSONBody[DeployImageRequest],
+) -> Response[CreateResponse]:
+    """Deploy a raw container image; answered at once with the create operation."""
+    return _create(request, principal, team_context, database, runner, settings, data)
+
+
+def _create(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    header_team: int | None,
+    database: Database,
+    runner: Runner,
+    settings: Settings,
+    data: CreateRequest | DeployImageRequest,
+) -> Response[Any]:
+    team_id = resolve_team_context(principal, data.team_id) if data.team_id is not None else header_team
+    service.check_create(data, settings)
+
+    def action(db: Session) -> tuple[int, msgspec.Struct]:
+        return service.create(db, principal, team_id, data, settings)
+
+    return _run_write(request, principal, database, runner, data, action, team_id)
+
+
+@post("/api/deployments/delete", guards=WRITES, status_code=200,
+      responses={**accepted(200), **errors(404, 409)})  # fmt: skip
+async def delete_deployment(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal, database: AppDatabase, runner: AppRunner
+) -> Response[Accepted]:
+    """`{"deployment_name": ...}` as JSON; an HTML form post is redirected to the deployments page."""
+    is_form = request.headers.get("content-type", "").startswith(FORM_TYPES)
+    if is_form:
+        form = await request.form()
+        name = str(form.get("deployment_name") or "")
+    else:
+        try:
+            name = msgspec.json.decode(await request.body(), type=NameRequest).deployment_name
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"Invalid request body: {exc}") from None
+        except msgspec.DecodeError:
+            raise Invalid('Request body must be JSON: {"deployment_name": "..."}') from None
+    if not name:
+        raise Invalid("deployment_name is required")
+
+    def action(db: Session) -> tuple[int, msgspec.Struct]:
+        return service.delete(db, principal, name)
+
+    body = {"deployment_name": name}
+    response = await anyio.to_thread.run_sync(lambda: _run_write(request, principal, database, runner, body, action))
+    if is_form:
+        return Redirect(path="/deployments", status_code=303)
+    return response
+
+
+@post("/api/deployments/restart", guards=WRITES, status_code=200, sync_to_thread=True,
+      responses={**accepted(200), **errors(404, 409)})  # fmt: skip
+def restart_deployment(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    database: AppDatabase,
+    runner: AppRunner,
+    data: JSONBody[NameRequest],
+) -> Response[Accepted]:
+    """Roll every pod of the deployment, as a revision."""
+    return _run_write(
+        request, principal, database, runner, data, lambda db: service.restart(db, principal, data.deployment_name)
+    )
+
+
+@put("/api/deployments/config", guards=WRITES, status_code=200, sync_to_thread=True,
+     responses={**accepted(200), **errors(404, 409)})  # fmt: skip
+def put_config(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    database: AppDatabase,
+    runner: AppRunner,
+    data: JSONBody[ConfigUpdateRequest],
+) -> Response[Accepted]:
+    """Replace the env vars (the template's generated secrets are kept)."""
+    service.check_config(data.configData)
+    return _run_write(
+        request, principal, database, runner, data,
+        lambda db: service.update_config(db, principal, data.deployment_name, data.configData),
+    )  # fmt: skip
+
+
+@post("/api/deployments/{name:str}/rollback", guards=WRITES, status_code=200, sync_to_thread=True,
+      responses={**accepted(200), **errors(404, 409)})  # fmt: skip
+def rollback(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    database: AppDatabase,
+    runner: AppRunner,
+    name: FromPath[str],
+    data: JSONBody[RollbackRequest],
+) -> Response[Accepted]:
+    """Apply exactly the config revision N ran with, as a new revision."""
+    service.check_rollback(data.version)
+    return _run_write(
+        request, principal, database, runner, data, lambda db: service.rollback(db, principal, name, data.version)
+    )
+
+
+ROUTES = [
+    list_templates,
+    list_deployments,
+    create_deployment,
+    deploy_image,
+    deployment_status,
+    delete_deployment,
+    restart_deployment,
+    get_config,
+    put_config,
+    deployment_history,
+    rollback,
+    preview,
+]

@@ -1,0 +1,282 @@
+"""What the deployment routes, the pages and the CLI do: plain functions over a
+database session that return wire structs or raise domain errors.
+
+Writes are deltas (`stacks.changes.Change`) queued as operations: a write to a
+deployment that is busy is queued behind the running operation and composes with
+it; only a delete already in progress refuses new writes (409). Reads answer from
+the database (and the stack's config file for env values), never from a pulumi
+process or the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.accounts.tiers import check_tier_limit
+from api.auth.principal import Principal
+from api.deployments import repo
+from api.deployments.schemas import (
+    Accepted,
+    ConfigResponse,
+    CreateRequest,
+    CreateResponse,
+    DeployImageRequest,
+    DeploymentItem,
+    IngressOut,
+    StatusResponse,
+)
+from api.deployments.templates import template_or_invalid
+from api.deployments.tenancy import can_manage, get_visible_deployment
+from api.errors import Conflict, Forbidden, Internal, Invalid, NotFound
+from persistence import operations as ops
+from persistence.billing import record_billing_event
+from persistence.enums import DeploymentStatus
+from persistence.models import Deployment
+from programs.spec import DeploymentSpec, generate_name, validate_env, validate_image, validate_spec
+from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
+from stacks import stackconfig
+from stacks.changes import Change
+from stacks.settings import Settings
+
+MAX_WAIT_S = 60
+NAME_ATTEMPTS = 20
+WAIT_POLL_S = 0.5
+
+
+def invalid(errors: list[str]) -> Invalid:
+    return Invalid("; ".join(errors))
+
+
+# --- reads -------------------------------------------------------------------------
+
+
+def _ingresses(row: Deployment) -> list[IngressOut]:
+    return [msgspec.convert(i, IngressOut) for i in row.ingresses or []]
+
+
+def item_of(principal: Principal, row: Deployment) -> DeploymentItem:
+    return DeploymentItem(
+        name=row.name,
+        status=row.status,
+        template=row.template or "image",
+        visibility=row.visibility,
+        ingresses=_ingresses(row) if row.status == DeploymentStatus.READY else [],
+        canDelete=can_manage(principal, row) and row.status != DeploymentStatus.DELETING,
+        lastError=row.last_error if row.status == DeploymentStatus.ERROR else None,
+        image=row.image,
+        teamId=row.team_id,
+    )
+
+
+def list_deployments(db: Session, principal: Principal, team_id: int | None) -> list[DeploymentItem]:
+    return [item_of(principal, r) for r in repo.visible_rows(db, principal, team_id)]
+
+
+def get_item(db: Session, principal: Principal, name: str) -> DeploymentItem:
+    return item_of(principal, get_visible_deployment(db, principal, name))
+
+
+def status(db: Session, principal: Principal, name: str) -> StatusResponse:
+    row = get_visible_deployment(db, principal, name)
+    ready = row.status == DeploymentStatus.READY
+    return StatusResponse(
+        status=row.status,
+        deploymentReady=ready,
+        allowDelete=row.status != DeploymentStatus.DELETING,
+        # A new deployment request is welcome when the last one failed; while an
+        # operation is pending or running, or all is Ready, there is nothing to ask.
+        allowRequest=row.status == DeploymentStatus.ERROR,
+        ingresses=_ingresses(row) if ready else [],
+        statusMessage=row.last_error if row.status == DeploymentStatus.ERROR else row.status_message,
+    )
+
+
+async def wait_for_change(read: Callable[[], Any], first: StatusResponse, wait_s: int) -> StatusResponse:
+    """Polls `read` (a blocking status read, run in a thread) until the status or its
+    message differs from `first`, or `wait_s` passed; a deployment deleted meanwhile
+    leaves the last known status standing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    current = first
+    while wait_s and loop.time() < deadline:
+        await asyncio.sleep(WAIT_POLL_S)
+        try:
+            current = await anyio.to_thread.run_sync(read)
+        except NotFound:
+            break
+        if current.status != first.status or current.statusMessage != first.statusMessage:
+            break
+    return current
+
+
+def get_config(db: Session, principal: Principal, name: str, settings: Settings) -> ConfigResponse:
+    """The env vars in force, or those of the newest accepted change still queued."""
+    get_visible_deployment(db, principal, name)
+    for op in repo.active_operations(db, name):
+        payload = op.payload or {}
+        if "spec" in payload:
+            return ConfigResponse(configData=dict(payload["spec"].get("env", {})))
+        env = (payload.get("change") or {}).get("env")
+        if env is not None:
+            return ConfigResponse(configData=dict(env))
+    try:
+        config = stackconfig.read(settings, name)
+    except stackconfig.StackConfigError:
+        raise Internal(f"The stored configuration of '{name}' cannot be read", "config_unreadable") from None
+    if not config:
+        return ConfigResponse(configData={})
+    return ConfigResponse(configData=msgspec.json.decode(config.get("shipstack:env", "{}")))
+
+
+# --- writes ------------------------------------------------------------------------
+
+
+def managed(db: Session, principal: Principal, name: str) -> Deployment:
+    """The deployment, locked for this transaction, if the caller may change it."""
+    row = get_visible_deployment(db, principal, name, for_update=True)
+    if not can_manage(principal, row):
+        raise Forbidden(f"You may not change deployment '{name}'")
+    return row
+
+
+def enqueue_change(db: Session, row: Deployment, kind: str, change: Change, message: str) -> Accepted:
+    """Queues `change` behind whatever runs on the deployment; 409 while it is being deleted."""
+    if row.status == DeploymentStatus.DELETING or repo.active_delete(db, row.name):
+        raise Conflict(f"Deployment '{row.name}' is being deleted", "deleting")
+    op = ops.enqueue(db, row, kind, {"change": msgspec.to_builtins(change)}, message)
+    return Accepted(success=True, name=row.name, operationId=op.id, status=row.status, message=message)
+
+
+def spec_for_create(body: CreateRequest | DeployImageRequest, settings: Settings, name: str) -> DeploymentSpec:
+    """The spec a create asks for, under `name`."""
+    common: dict[str, Any] = {
+        "name": name,
+        "base_domain": settings.service.base_domain,
+        "env": dict(body.envVars),
+        "visibility": body.visibility,
+        "ingress_controller": settings.service.ingress_controller,
+    }
+    if isinstance(body, DeployImageRequest):
+        return DeploymentSpec(template="image", image=body.image, container_port=body.containerPort, **common)
+    return DeploymentSpec(template=body.template, **common)
+
+
+def check_create(body: CreateRequest | DeployImageRequest, settings: Settings) -> None:
+    """Everything about a create that needs no database: Invalid names every problem."""
+    if isinstance(body, DeployImageRequest) and (error := validate_image(body.image)):
+        raise invalid([error])
+    template = template_or_invalid("image" if isinstance(body, DeployImageRequest) else body.template)
+    probe = spec_for_create(body, settings, body.name if body.name is not None else generate_name())
+    errors = validate_spec(probe) + validate_for_template(template, probe)
+    if errors:
+        raise invalid(errors)
+
+
+def _free_name(db: Session, wanted: str | None) -> str:
+    if wanted is not None:
+        if repo.name_taken(db, wanted):
+            raise Conflict(f"Deployment name '{wanted}' is already taken", "name_taken")
+        return wanted
+    for _ in range(NAME_ATTEMPTS):
+        candidate = generate_name()
+        if not repo.name_taken(db, candidate):
+            return candidate
+    raise Internal("Could not find a free deployment name; try again")
+
+
+def create(
+    db: Session, principal: Principal, team_id: int | None, body: CreateRequest | DeployImageRequest, settings: Settings
+) -> tuple[int, CreateResponse]:
+    """Records a new deployment (Pending) and its create operation; bills the create.
+    Call `check_create` first, outside the write transaction."""
+    template = template_or_invalid("image" if isinstance(body, DeployImageRequest) else body.template)
+    check_tier_limit(db, principal, team_id, settings)
+    name = _free_name(db, body.name)
+    spec = spec_for_create(body, settings, name)
+    spec = msgspec.structs.replace(spec, env=fill_generated_env(template, spec.env, secrets.SystemRandom()))
+    row = Deployment(
+        name=name,
+        owner_user_id=principal.user_id,
+        team_id=team_id,
+        template=template.name,
+        image=spec.image,
+        visibility=spec.visibility,
+        status=DeploymentStatus.PENDING,
+        status_message="queued",
+        ingresses=[],
+    )
+    db.add(row)
+    try:
+        db.flush()
+    except IntegrityError:
+        raise Conflict(f"Deployment name '{name}' is already taken", "name_taken") from None
+    op = ops.enqueue(db, row, "create", {"spec": msgspec.to_builtins(spec)}, f"create {template.name}")
+    record_billing_event(
+        db, "deployment.created", user_id=principal.user_id, team_id=team_id, deployment_name=name,
+        template=template.name,
+    )  # fmt: skip
+    answer = CreateResponse(
+        name=name,
+        status=DeploymentStatus.PENDING,
+        template=template.name,
+        visibility=spec.visibility,
+        operationId=op.id,
+    )
+    return 201, answer
+
+
+def delete(db: Session, principal: Principal, name: str) -> tuple[int, Accepted]:
+    row = managed(db, principal, name)
+    running = repo.active_delete(db, name)
+    if running:
+        return 200, Accepted(
+            success=True, name=name, operationId=running, status=DeploymentStatus.DELETING, message="already deleting"
+        )
+    row.status = DeploymentStatus.DELETING
+    row.status_message = "deleting"
+    op = ops.enqueue(db, row, "delete", {}, "delete")
+    return 200, Accepted(success=True, name=name, operationId=op.id, status=DeploymentStatus.DELETING, message="delete")
+
+
+def restart(db: Session, principal: Principal, name: str) -> tuple[int, Accepted]:
+    row = managed(db, principal, name)
+    # The stamp makes every restart a real change, even two within a second.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    change = Change(restart_stamp=f"{stamp}.{secrets.randbelow(10**6):06d}Z")
+    return 200, enqueue_change(db, row, "restart", change, "restart")
+
+
+def check_config(env: dict[str, str]) -> None:
+    errors = validate_env(env)
+    if errors:
+        raise invalid(errors)
+
+
+def update_config(db: Session, principal: Principal, name: str, env: dict[str, str]) -> tuple[int, Accepted]:
+    row = managed(db, principal, name)
+    template = load_catalog().get(row.template or "image")
+    if template is not None:
+        missing = required_missing(template, env)
+        if missing:
+            raise invalid([f"missing required env vars: {', '.join(missing)}"])
+    return 200, enqueue_change(db, row, "config", Change(env=dict(env)), "config update")
+
+
+def check_rollback(version: int) -> None:
+    if version < 1:
+        raise invalid(["version must be a revision number from the history (1 or more)"])
+
+
+def rollback(db: Session, principal: Principal, name: str, version: int) -> tuple[int, Accepted]:
+    row = managed(db, principal, name)
+    change = Change(rollback_version=version)
+    return 200, enqueue_change(db, row, "rollback", change, f"rollback to revision {version}")

@@ -1,0 +1,139 @@
+"""The application factory: the whole service as one Litestar app.
+
+`build_app(settings)` wires the database (migrated at start-up), authentication,
+the error format, OpenAPI (schema at /api/openapi.json, docs UI at /api/docs),
+every feature's routes and the pages, and, unless `run_operations=False` (an
+API-only process), starts the operation runner's workers and the auto-update
+scheduler.
+
+Every route needs credentials unless its handler has `opt={"public": True}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from litestar import Litestar, MediaType, Request, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
+from sqlalchemy import Engine, text
+
+from api.accounts.routes import AdminController
+from api.auth import routes as auth_routes
+from api.auth.guards import provide_optional_principal, provide_principal, provide_team_context
+from api.auth.middleware import PUBLIC, AuthMiddleware
+from api.auth.ratelimit import RateLimiter
+from api.auth.schemas import Health
+from api.autoupdate import routes as autoupdate_routes
+from api.deployments import routes as deployment_routes
+from api.http.context import STATE_KEY, AppContext, Database, context_of
+from api.http.dependencies import DEPENDENCIES
+from api.http.errors import EXCEPTION_HANDLERS, error_responses
+from api.http.openapi import SCHEMA_PATH, openapi_config
+from api.observe import routes as observe_routes
+from api.observe.routes import close_kube
+from api.operations import routes as operation_routes
+from api.pages import routes as pages
+from persistence.db import make_engine, migrate, session_factory
+from scheduler.failures import RollbackOnFailure
+from scheduler.jobs import AutoUpdateScheduler
+from stacks.runner import Runner
+from stacks.settings import Settings
+
+
+@get("/api/health", opt={PUBLIC: True}, tags=["service"], security=[{}], responses=error_responses(503))
+async def health(state: State) -> Health:
+    """Liveness and database reachability (503 if the database is down)."""
+    engine = context_of(state).db.engine
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    await anyio.to_thread.run_sync(ping)
+    return Health(status="ok")
+
+
+@get(SCHEMA_PATH, opt={PUBLIC: True}, include_in_schema=False, media_type=MediaType.JSON)
+async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return request.app.openapi_schema.to_schema()
+
+
+def _ensure_sqlite_dir(engine: Engine) -> None:
+    # The default database lives in the data folder, which a fresh checkout lacks.
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+ROUTES: Sequence[ControllerRouterHandler] = (
+    health,
+    openapi_json,
+    *auth_routes.ROUTES,
+    AdminController,
+    *deployment_routes.ROUTES,
+    *operation_routes.ROUTES,
+    *autoupdate_routes.ROUTES,
+    *observe_routes.ROUTES,
+    *pages.ROUTES,
+)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    run_operations: bool = True,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """`run_operations=False` serves the API without workers or the auto-update
+    scheduler (another process runs them)."""
+    engine = make_engine(settings.service.database_url)
+    writes = session_factory(engine, immediate=True)
+    runner = Runner(settings, writes, on_failed=RollbackOnFailure(settings, writes))
+    context = AppContext(
+        settings=settings,
+        db=Database(engine=engine, reads=session_factory(engine), writes=writes),
+        runner=runner,
+        rate_limiter=RateLimiter(settings.auth.rate_limit_per_minute, 60.0),
+        login_limiter=RateLimiter(settings.auth.login_max_attempts, settings.auth.login_window_s),
+    )
+
+    def migrate_database() -> None:
+        _ensure_sqlite_dir(engine)
+        migrate(engine)
+
+    def start_work() -> None:
+        context.scheduler = AutoUpdateScheduler(settings, engine, notify=runner.notify)
+        if run_operations:
+            runner.start()
+            context.scheduler.start()  # leads only while it holds the scheduler lease
+
+    def stop_work() -> None:
+        if context.scheduler is not None:
+            context.scheduler.stop()
+        runner.stop()
+
+    async def close_cluster_client() -> None:
+        await close_kube(context)
+
+    return Litestar(
+        route_handlers=[*ROUTES, *extra_route_handlers],
+        middleware=[AuthMiddleware()],
+        dependencies={
+            **DEPENDENCIES,
+            "principal": Provide(provide_principal),
+            "optional_principal": Provide(provide_optional_principal),
+            "team_context": Provide(provide_team_context),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi_config(),
+        template_config=pages.template_config(),
+        state=State({STATE_KEY: context}),
+        # Migrations first, so the workers find the schema ready.
+        on_startup=[migrate_database, start_work],
+        on_shutdown=[stop_work, close_cluster_client, engine.dispose],
+        debug=False,
+    )

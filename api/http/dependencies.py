@@ -1,0 +1,60 @@
+"""Typed request dependencies: the database session, settings, the database's
+session factories and the operation runner, each declared by name in a handler
+(`db_session: DbSession`, `settings: AppSettings`, `database: AppDatabase`,
+`runner: AppRunner`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import anyio.to_thread
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from sqlalchemy.orm import Session
+
+from api.http.context import Database, context_of
+from stacks.runner import Runner
+from stacks.settings import Settings
+
+DbSession = NamedDependency[Session]
+AppSettings = NamedDependency[Settings]
+AppDatabase = NamedDependency[Database]
+AppRunner = NamedDependency[Runner]
+
+
+async def provide_db_session(state: State) -> AsyncGenerator[Session, None]:
+    """One SQLAlchemy Session per request.
+
+    Handlers commit explicitly; anything uncommitted when the handler ends (an
+    error, or a read-only request) is rolled back. The session opens no connection
+    until first used, so creating it on the event loop costs nothing, and closing
+    it (which may talk to the database) happens in a worker thread.
+    """
+    session = context_of(state).db.reads()
+    try:
+        yield session
+    except Exception:
+        await anyio.to_thread.run_sync(session.rollback)
+        raise
+    finally:
+        await anyio.to_thread.run_sync(session.close)
+
+
+def provide_settings(state: State) -> Settings:
+    return context_of(state).settings
+
+
+def provide_database(state: State) -> Database:
+    return context_of(state).db
+
+
+def provide_runner(state: State) -> Runner:
+    return context_of(state).runner
+
+
+DEPENDENCIES = {
+    "db_session": Provide(provide_db_session),
+    "settings": Provide(provide_settings, sync_to_thread=False),
+    "database": Provide(provide_database, sync_to_thread=False),
+    "runner": Provide(provide_runner, sync_to_thread=False),
+}

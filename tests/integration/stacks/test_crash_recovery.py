@@ -1,0 +1,131 @@
+"""`kill -9` of the service in the middle of an `up`: the next start finishes
+the interrupted operation, and leaves no stack locked and no pending
+operations in the state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.auth.credentials import new_api_key
+from persistence.accounts import add_user
+from persistence.db import make_engine, migrate, session_factory
+from persistence.keys import add_key
+from stacks import workspace
+from stacks.settings import REPO_ROOT, Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "api", "serve", "--port", str(port)],
+        cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{url} did not come up")
+
+
+def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: Path) -> None:
+    data = tmp_path / "svc"
+    db_url = f"sqlite:///{data / 'shipstack.db'}"
+    data.mkdir()
+    engine = make_engine(db_url)
+    migrate(engine)
+    with session_factory(engine)() as db, db.begin():
+        user = add_user(db, "crash", password_hash=None)
+        key, prefix, digest = new_api_key()
+        add_key(db, prefix=prefix, secret_hash=digest, name="t", user_id=user.id,
+                scopes=["deployments:read", "deployments:write"])  # fmt: skip
+    engine.dispose()
+    env = {
+        **os.environ,
+        "SHIPSTACK_DATA": str(data),
+        "SHIPSTACK_DATABASE_URL": db_url,
+        "KUBECONFIG": str(settings.engine.kubeconfig),
+        "PULUMI_BACKEND_URL": settings.engine.backend_url,
+    }
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    log = tmp_path / "service.log"
+
+    proc = _start(env, port, log)
+    try:
+        _wait_http(f"{base}/api/health")
+        r = httpx.post(f"{base}/api/deployments", json={"template": "nginx", "name": "it-crash"}, headers=headers)
+        assert r.status_code == 201, r.text
+        op_id = r.json()["operationId"]
+        # Wait until the engine is creating resources, then kill the whole process group.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            op = httpx.get(f"{base}/api/operations/{op_id}", headers=headers).json()
+            if any(e.get("type") == "step" and e.get("op") == "create" for e in op.get("progress", [])):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the create never started")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    proc = _start(env, port, log)
+    try:
+        _wait_http(f"{base}/api/health")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            op = httpx.get(f"{base}/api/operations/{op_id}", headers=headers).json()
+            if op["status"] in ("succeeded", "failed"):
+                break
+            time.sleep(1)
+        assert op["status"] == "succeeded", (op, log.read_text()[-3000:])
+        status = httpx.get(f"{base}/api/deployments/status?name=it-crash", headers=headers).json()
+        assert status["status"] == "Ready"
+
+        backend = Path(settings.engine.backend_url.removeprefix("file://"))
+        locks = backend / ".pulumi" / "locks" / "organization" / "shipstack" / "it-crash"
+        assert not list(locks.glob("*.json")) if locks.exists() else True
+        run_env = {**os.environ, **workspace.engine_env(settings.engine)}
+        exported = subprocess.run(
+            ["pulumi", "stack", "export", "-s", "it-crash"], cwd=REPO_ROOT, env=run_env,
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert not json.loads(exported)["deployment"].get("pending_operations")
+
+        r = httpx.post(f"{base}/api/deployments/delete", json={"deployment_name": "it-crash"}, headers=headers)
+        assert r.status_code == 200
+        deadline = time.monotonic() + 180
+        while httpx.get(f"{base}/api/deployments/status?name=it-crash", headers=headers).status_code != 404:
+            assert time.monotonic() < deadline, "delete did not finish"
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
