@@ -176,7 +176,11 @@ class Exchange:
     ) -> Reply:
         """The request under its deadline, following same-host redirects."""
         host = host_of(url)
-        with deadline.within(self.options.request_deadline_s, f"the {self.options.request_deadline_s:g} s request"):
+        spent = deadline.expired()
+        if spent is not None:
+            raise TimedOut(f"{host}: not asked: {spent} ran out")
+        request_deadline = f"the {self.options.request_deadline_s:g} s request deadline"
+        with deadline.within(self.options.request_deadline_s, request_deadline):
             for _ in range(self.options.max_redirects + 1):
                 with self._transport_errors(host):
                     request = self._http.build_request(method, url, headers=headers, params=params)
@@ -205,7 +209,7 @@ class Exchange:
         except httpx.TimeoutException:
             what = deadline.expired()
             if what is not None:
-                raise TimedOut(f"{host}: did not answer within {what} deadline") from None
+                raise TimedOut(f"{host}: no answer within {what}") from None
             raise TimedOut(f"{host}: timed out after {self.options.timeout_s:g} s") from None
         except httpx.TransportError as exc:
             if isinstance(exc.__cause__, AddressRefused):
