@@ -133,7 +133,7 @@ def main() -> None:
             f"{args.deployments} deployments over {args.repositories} repositories, {len(TAGS)} tags each "
             f"(seeded in {seeded:.1f} s); registry {'behind token auth' if token else 'anonymous'} on {reg.host}"
         )
-        with RegistryClient(ClientOptions()) as client:
+        with RegistryClient(ClientOptions.from_env(reg.client_env())) as client:
             poller = Poller(settings, sessions, client, poll_interval_s=300)
             cold = poller.poll()
             show("poll 1 (cold)", cold)
@@ -143,7 +143,7 @@ def main() -> None:
             idle = poller.poll()
             show("poll 3 (nothing due)", idle)
 
-        with RegistryClient(ClientOptions()) as naive:
+        with RegistryClient(ClientOptions.from_env(reg.client_env())) as naive:
             t = time.perf_counter()
             with sessions() as s:
                 images = [d.image for d in s.query(Deployment).order_by(Deployment.name)]

@@ -84,7 +84,7 @@ class ClientOptions:
     connect_timeout_s: float = 5.0
     request_deadline_s: float = 30.0  # one request, start to last byte, whatever the pace
     registry_deadline_s: float = 120.0  # one registry's share of one poll
-    registry_concurrency: int = 2  # repositories of one registry polled at once
+    registry_concurrency: int = 4  # repositories of one registry polled at once (of the poll's 8 workers)
     page_size: int = 1000  # ECR's maximum; Quay's is 100 (handled on its 400)
     max_pages: int = 20
     max_redirects: int = 3  # same host only
@@ -107,7 +107,7 @@ class ClientOptions:
             timeout_s=float(e.get("SHIPSTACK_REGISTRY_TIMEOUT", "15")),
             request_deadline_s=float(e.get("SHIPSTACK_REGISTRY_REQUEST_DEADLINE", "30")),
             registry_deadline_s=float(e.get("SHIPSTACK_REGISTRY_POLL_DEADLINE", "120")),
-            registry_concurrency=int(e.get("SHIPSTACK_REGISTRY_CONCURRENCY", "2")),
+            registry_concurrency=int(e.get("SHIPSTACK_REGISTRY_CONCURRENCY", "4")),
             max_pages=int(e.get("SHIPSTACK_REGISTRY_MAX_PAGES", "20")),
         )
         Allowlist.parse(options.allow_private)  # a bad network fails at start, not at the first poll

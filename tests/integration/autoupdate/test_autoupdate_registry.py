@@ -11,6 +11,7 @@ trusted by the registry through a JWKS file), anonymous and with credentials.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -107,6 +108,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     engine.dispose()
 
 
+def local(reg: LocalRegistry, **changes: object) -> ClientOptions:
+    """Client options that allow this loopback registry (and its token service): the
+    SSRF guard refuses loopback otherwise, as it would a tenant's."""
+    return dataclasses.replace(ClientOptions.from_env(reg.client_env()), **changes)  # type: ignore[arg-type]
+
+
 def push(registry: LocalRegistry, repo: str, tag: str, scratch: Path, **kw: object) -> str:
     return crane_push(registry.host, repo, tag, f"{repo}:{tag}:{time.time_ns()}", scratch, **kw)  # type: ignore[arg-type]
 
@@ -115,7 +122,7 @@ def test_patch_takes_1_0_1_and_never_2_0_0(registry: LocalRegistry, world: World
     digests = {tag: push(registry, "apps/patch", tag, world.scratch) for tag in ("1.0.0", "1.0.1", "2.0.0")}
     image = f"{registry.host}/apps/patch:1.0.0"
     world.deploy("patchy", image, AutoUpdate(enabled=True, policy="patch"), strategy="recreate")
-    with RegistryClient() as client:
+    with RegistryClient(local(registry)) as client:
         report = world.poller(client).poll()
     (update,) = report.updates
     assert update.image == f"{registry.host}/apps/patch:1.0.1@{digests['1.0.1']}"
@@ -134,7 +141,7 @@ def test_minor(registry: LocalRegistry, world: World) -> None:
         for tag in ("1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "2.0.0")
     }
     world.deploy("minor", f"{registry.host}/apps/minor:1.0.0", AutoUpdate(enabled=True, policy="minor"))
-    with RegistryClient() as client:
+    with RegistryClient(local(registry)) as client:
         (update,) = world.poller(client).poll().updates
     assert update.image == f"{registry.host}/apps/minor:1.1.0@{digests['1.1.0']}"
     codes = {c.tag: c.code for c in world.status("minor").decision.candidates}  # type: ignore[union-attr]
@@ -148,7 +155,7 @@ def test_digest_change_on_latest(registry: LocalRegistry, world: World) -> None:
     first = push(registry, "apps/rolling", "1.0.0", world.scratch)
     crane("tag", f"{registry.host}/apps/rolling:1.0.0", "latest")
     world.deploy("follow", f"{registry.host}/apps/rolling:latest", AutoUpdate(enabled=True, policy="digest"))
-    with RegistryClient() as client:
+    with RegistryClient(local(registry)) as client:
         poller = world.poller(client)
         assert poller.poll().updates == []
         assert (world.status("follow").action, world.status("follow").baseline_digest) == ("baseline", first)
@@ -166,10 +173,10 @@ def test_link_pagination_on_the_real_registry(registry: LocalRegistry, world: Wo
     push(registry, "apps/many", "1.0.0", world.scratch)
     for i in range(1, 25):
         crane("tag", f"{registry.host}/apps/many:1.0.0", f"1.0.{i}")
-    with RegistryClient(ClientOptions(page_size=10)) as client:
+    with RegistryClient(local(registry, page_size=10)) as client:
         listed = client.list_tags(Repository(registry.host, "apps/many"))
         assert (len(listed.tags), listed.pages, listed.truncated) == (25, 3, False)
-    with RegistryClient(ClientOptions(page_size=10, max_pages=2)) as client:
+    with RegistryClient(local(registry, page_size=10, max_pages=2)) as client:
         listed = client.list_tags(Repository(registry.host, "apps/many"))
         assert (len(listed.tags), listed.pages, listed.truncated) == (20, 2, True)
 
@@ -239,7 +246,7 @@ def test_429_retry_after_is_obeyed(registry: LocalRegistry, world: World) -> Non
     proxy = ThrottlingProxy(registry.url, throttled=2, retry_after="1")
     try:
         world.deploy("limited", f"{proxy.host}/apps/limited:1.0.0", AutoUpdate(enabled=True, policy="patch"))
-        with RegistryClient(ClientOptions(jitter=0.2)) as client:
+        with RegistryClient(ClientOptions(jitter=0.2, allow_private=frozenset({proxy.host}))) as client:
             report = world.poller(client).poll()
             assert client.stats.retries == 2
     finally:
@@ -257,12 +264,12 @@ def test_a_long_retry_after_pauses_polls_of_that_registry(registry: LocalRegistr
     proxy = ThrottlingProxy(registry.url, throttled=1, retry_after="3600")
     try:
         world.deploy("paused", f"{proxy.host}/apps/paused:1.0.0", AutoUpdate(enabled=True, policy="patch"))
-        with RegistryClient() as client:
+        with RegistryClient(ClientOptions(allow_private=frozenset({proxy.host}))) as client:
             started = time.monotonic()
             report = world.poller(client).poll()
             assert time.monotonic() - started < 5  # not slept through in the poll
         assert report.errors == 1
-        with RegistryClient() as client:  # a restarted process
+        with RegistryClient(ClientOptions(allow_private=frozenset({proxy.host}))) as client:  # a restarted process
             world.poller(client).poll(force=True)
         assert len(proxy.arrivals) == 1
         assert "asked us to wait" in (world.status("paused").reason or "")
@@ -293,14 +300,13 @@ def test_a_registry_that_requires_a_token(
 
     world.deploy("svc", f"{reg.host}/private/svc:1.0.0", AutoUpdate(enabled=True, policy="patch"))
     # Without credentials the token service refuses: an error with a reason, nothing queued.
-    with RegistryClient() as client:
+    with RegistryClient(local(reg)) as client:
         report = world.poller(client).poll()
     assert report.errors == 1 and report.updates == []
     assert "refused anonymous access" in (world.status("svc").reason or "")
 
-    options = ClientOptions.from_env(
-        {"SHIPSTACK_REGISTRY_AUTH": json.dumps({reg.host: {"username": "robot", "password": "s3cret-pw"}})}
-    )
+    credentials = json.dumps({reg.host: {"username": "robot", "password": "s3cret-pw"}})
+    options = ClientOptions.from_env({**reg.client_env(), "SHIPSTACK_REGISTRY_AUTH": credentials})
     issued_before = len(tokens.requests)
     with RegistryClient(options) as client:
         poller = world.poller(client)
@@ -328,7 +334,7 @@ def test_anonymous_token_for_public_pulls(tmp_path: Path, world: World) -> None:
             want = push(reg, "public/app", "2.1.0", world.scratch, docker_cfg=cfg)
             push(reg, "public/app", "2.0.0", world.scratch, docker_cfg=cfg)
             world.deploy("pub", f"{reg.host}/public/app:2.0.0", AutoUpdate(enabled=True, policy="minor"))
-            with RegistryClient() as client:
+            with RegistryClient(local(reg)) as client:
                 (update,) = world.poller(client).poll().updates
                 assert client.stats.token_requests == 1
             assert update.image.endswith(f":2.1.0@{want}")
@@ -343,7 +349,10 @@ def test_the_scheduler_polls_on_its_own(registry: LocalRegistry, world: World) -
     push(registry, "apps/auto", "3.0.0", world.scratch)
     world.deploy("auto", f"{registry.host}/apps/auto:3.0.0", AutoUpdate(enabled=True, policy="patch"))
     scheduler = AutoUpdateScheduler(
-        world.settings, world.engine, config=SchedulerSettings(poll_interval_s=0.5, lease_ttl_s=2), holder="svc-1"
+        world.settings,
+        world.engine,
+        config=SchedulerSettings(poll_interval_s=0.5, lease_ttl_s=2, registry=local(registry)),
+        holder="svc-1",
     )
     scheduler.start()
     try:
