@@ -66,6 +66,14 @@ class PollReport(msgspec.Struct, kw_only=True):
     fenced_out: bool = False  # the lease was lost before the results could be written
 
 
+class _Seen(msgspec.Struct, frozen=True, kw_only=True):
+    """What a poll read before visiting registries, for every repository's visit."""
+
+    bad: dict[str, dict[str, store.BadDigest]]  # deployment -> digest -> why it is bad
+    statuses: dict[str, store.DeploymentStatus]
+    now: datetime
+
+
 class _RepoResult(msgspec.Struct, kw_only=True):
     state: store.RepositoryState
     decisions: dict[str, Decision]
@@ -151,7 +159,8 @@ class Poller:
                 groups.setdefault(t.repository.key, []).append(t)
             repo_states = store.load_repositories(s, groups)
 
-        results = self._poll_registries(groups, repo_states, bad, statuses, started) if groups else []
+        seen = _Seen(bad=bad, statuses=statuses, now=started)
+        results = self._poll_registries(groups, repo_states, seen) if groups else []
 
         report = PollReport(
             started_at=started, deployments=len(targets) + len(skipped), due=len(due), repositories=len(groups)
@@ -170,9 +179,7 @@ class Poller:
         self,
         groups: dict[str, list[Target]],
         repo_states: dict[str, store.RepositoryState],
-        bad: dict[str, dict[str, store.BadDigest]],
-        statuses: dict[str, store.DeploymentStatus],
-        now: datetime,
+        seen: _Seen,
     ) -> list[_RepoResult]:
         """Every repository, registry by registry, so that a slow or hostile registry
         delays no other: at most `registry_concurrency` of one registry's repositories
@@ -205,7 +212,7 @@ class Poller:
                     out.append(_fail_all(groups[key], state, f"{host}: not polled: {share} ran out; next poll"))
                     continue
                 with within(left, share):
-                    out.append(self._poll_repository_safely(key, groups[key], state, bad, statuses, now))
+                    out.append(self._poll_repository_safely(key, groups[key], state, seen))
 
         workers = max(1, min(self.max_workers, len(lanes)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipstack-poll") as pool:
@@ -213,33 +220,22 @@ class Poller:
             return [result for future in futures for result in future.result()]
 
     def _poll_repository_safely(
-        self,
-        key: str,
-        members: list[Target],
-        state: store.RepositoryState,
-        bad: dict[str, dict[str, store.BadDigest]],
-        statuses: dict[str, store.DeploymentStatus],
-        now: datetime,
+        self, key: str, members: list[Target], state: store.RepositoryState, seen: _Seen
     ) -> _RepoResult:
         """`_poll_repository`, with whatever a registry's answer breaks kept to that
         repository's deployments: one registry must not fail everyone's poll."""
         try:
-            return self._poll_repository(key, members, state, bad, statuses, now)
+            return self._poll_repository(key, members, state, seen)
         except Exception as exc:
             log.exception("polling %s failed", key)
             reason = f"{key}: the poll failed ({type(exc).__name__}); the service log has the details"
             return _fail_all(members, state, reason)
 
     def _poll_repository(
-        self,
-        key: str,
-        members: list[Target],
-        state: store.RepositoryState,
-        bad: dict[str, dict[str, store.BadDigest]],
-        statuses: dict[str, store.DeploymentStatus],
-        now: datetime,
+        self, key: str, members: list[Target], state: store.RepositoryState, seen: _Seen
     ) -> _RepoResult:
         """Everything about one repository: at most one tag list, HEADs on demand."""
+        bad, statuses, now = seen.bad, seen.statuses, seen.now
         repo = members[0].repository
         decisions: dict[str, Decision] = {}
         baselines: dict[str, str] = {}

@@ -11,39 +11,27 @@ trusted by the registry through a JWKS file), anonymous and with credentials.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import msgspec
 import pytest
-import yaml
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.models import Deployment, Operation
+from persistence.models import Operation
 from programs.spec import AutoUpdate
-from scheduler import store
 from scheduler.jobs import AutoUpdateScheduler, SchedulerSettings
-from scheduler.poll import Poller
 from scheduler.registry import ClientOptions, RegistryClient, Repository
-from stacks.settings import Settings
+from tests.fake_registries import FakeHttpRegistry, QuietHandler
+from tests.integration.autoupdate.world import World, local, push
 from toolchain.registry.local import (
     LocalRegistry,
     TokenServer,
     binary,
     crane,
-    crane_push,
     docker_config,
 )
 
@@ -51,71 +39,6 @@ pytestmark = pytest.mark.skipif(
     binary("registry") is None or binary("crane") is None,
     reason="registry/crane not built: toolchain/build.sh builds them (toolchain/registry/go.mod)",
 )
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
-        yield reg
-
-
-@dataclass
-class World:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    user_id: int
-    scratch: Path
-
-    def deploy(self, name: str, image: str, auto: AutoUpdate, strategy: str = "rolling") -> None:
-        with self.sessions() as s, s.begin():
-            s.add(Deployment(name=name, owner_user_id=self.user_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.settings.stacks_dir)
-        stacks.mkdir(parents=True, exist_ok=True)
-        config = {
-            "shipstack:template": "image",
-            "shipstack:image": image,
-            "shipstack:strategy": strategy,
-            "shipstack:autoUpdate": msgspec.json.encode(auto, order="sorted").decode(),
-        }
-        (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
-
-    def poller(self, client: RegistryClient, **kw: object) -> Poller:
-        return Poller(self.settings, self.sessions, client, **kw)  # type: ignore[arg-type]
-
-    def operations(self, name: str) -> list[Operation]:
-        with self.sessions() as s:
-            return list(s.scalars(select(Operation).where(Operation.deployment_name == name)))
-
-    def status(self, name: str) -> store.DeploymentStatus:
-        with self.sessions() as s:
-            found = store.load_status(s, name)
-        assert found is not None
-        return found
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    url = f"sqlite:///{tmp_path / 'shipstack.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    store.ensure_tables(engine)
-    sessions = session_factory(engine, immediate=True)
-    with sessions() as s, s.begin():
-        user_id = add_user(s, "owner", password_hash=None).id
-    settings = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": url})
-    yield World(settings=settings, engine=engine, sessions=sessions, user_id=user_id, scratch=tmp_path / "layers")
-    engine.dispose()
-
-
-def local(reg: LocalRegistry, **changes: object) -> ClientOptions:
-    """Client options that allow this loopback registry (and its token service): the
-    SSRF guard refuses loopback otherwise, as it would a tenant's."""
-    return dataclasses.replace(ClientOptions.from_env(reg.client_env()), **changes)  # type: ignore[arg-type]
-
-
-def push(registry: LocalRegistry, repo: str, tag: str, scratch: Path, **kw: object) -> str:
-    return crane_push(registry.host, repo, tag, f"{repo}:{tag}:{time.time_ns()}", scratch, **kw)  # type: ignore[arg-type]
 
 
 def test_patch_takes_1_0_1_and_never_2_0_0(registry: LocalRegistry, world: World) -> None:
@@ -181,7 +104,7 @@ def test_link_pagination_on_the_real_registry(registry: LocalRegistry, world: Wo
         assert (len(listed.tags), listed.pages, listed.truncated) == (20, 2, True)
 
 
-class ThrottlingProxy:
+class ThrottlingProxy(FakeHttpRegistry):
     """Forwards to the registry, but answers the first `throttled` tag-list
     requests with 429 and `Retry-After`; records when each request arrived."""
 
@@ -192,7 +115,7 @@ class ThrottlingProxy:
         self.arrivals: list[tuple[float, str, int]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 now = time.monotonic()
                 if self.path.split("?")[0].endswith("/tags/list") and outer.throttled > 0:
@@ -225,19 +148,7 @@ class ThrottlingProxy:
             do_GET = _serve
             do_HEAD = _serve
 
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_429_retry_after_is_obeyed(registry: LocalRegistry, world: World) -> None:

@@ -15,102 +15,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import msgspec
 import pytest
-import yaml
 from litestar.testing import TestClient
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from api.service import build_app
 from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.models import Deployment, Operation
 from programs.spec import AutoUpdate
 from scheduler import store
 from scheduler.poll import Poller
 from scheduler.registry import ClientOptions, RegistryClient
 from stacks.settings import Settings
-from toolchain.registry.local import LocalRegistry, TokenServer, binary, crane, crane_push, docker_config
+from tests.fake_registries import FakeHttpRegistry, FakeSlowRegistry, QuietHandler
+from tests.integration.autoupdate.world import World, local, push
+from toolchain.registry.local import LocalRegistry, TokenServer, binary, crane, docker_config
 
 pytestmark = pytest.mark.skipif(
     binary("registry") is None or binary("crane") is None,
     reason="registry/crane not built: toolchain/build.sh builds them (toolchain/registry/go.mod)",
 )
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
-        yield reg
-
-
-def local(reg: LocalRegistry, **env: str) -> ClientOptions:
-    """Options that allow this loopback registry, plus any other settings given."""
-    return ClientOptions.from_env({**reg.client_env(), **env})
-
-
-@dataclass
-class World:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    user_id: int
-    scratch: Path
-
-    def deploy(self, name: str, image: str, auto: AutoUpdate) -> None:
-        with self.sessions() as s, s.begin():
-            s.add(Deployment(name=name, owner_user_id=self.user_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.settings.stacks_dir)
-        stacks.mkdir(parents=True, exist_ok=True)
-        config = {
-            "shipstack:template": "image",
-            "shipstack:image": image,
-            "shipstack:strategy": "rolling",
-            "shipstack:autoUpdate": msgspec.json.encode(auto, order="sorted").decode(),
-        }
-        (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
-
-    def status(self, name: str) -> store.DeploymentStatus:
-        with self.sessions() as s:
-            found = store.load_status(s, name)
-        assert found is not None
-        return found
-
-    def operations(self, name: str) -> list[Operation]:
-        with self.sessions() as s:
-            return list(s.scalars(select(Operation).where(Operation.deployment_name == name)))
-
-
-def new_world(tmp_path: Path) -> World:
-    url = f"sqlite:///{tmp_path / 'shipstack.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    store.ensure_tables(engine)
-    sessions = session_factory(engine, immediate=True)
-    with sessions() as s, s.begin():
-        user_id = add_user(s, "tenant", password_hash=None).id
-    settings = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": url})
-    return World(settings=settings, engine=engine, sessions=sessions, user_id=user_id, scratch=tmp_path / "layers")
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = new_world(tmp_path)
-    yield w
-    w.engine.dispose()
-
-
-def push(registry: LocalRegistry, repo: str, tag: str, scratch: Path, **kw: object) -> str:
-    return crane_push(registry.host, repo, tag, f"{repo}:{tag}:{time.time_ns()}", scratch, **kw)  # type: ignore[arg-type]
 
 
 # --- 1. a tenant's filter cannot freeze the service -------------------------------------------
@@ -196,7 +122,7 @@ def test_a_loopback_registry_is_refused_unless_the_operator_allowlists_it(
 # --- 2. a token minted for one registry stays with it ---------------------------------------------
 
 
-class FakeTokenThiefRegistry:
+class FakeTokenThiefRegistry(FakeHttpRegistry):
     """A tenant's registry that answers every request with the challenge of another
     registry (its realm, service and scope), and keeps what it is sent."""
 
@@ -204,7 +130,7 @@ class FakeTokenThiefRegistry:
         self.authorizations: list[str | None] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 outer.authorizations.append(self.headers.get("Authorization"))
                 self.send_response(401)
@@ -214,19 +140,7 @@ class FakeTokenThiefRegistry:
 
             do_HEAD = do_GET
 
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_a_registry_naming_another_registrys_realm_gets_no_token(tmp_path: Path, world: World) -> None:
@@ -266,69 +180,21 @@ def test_a_registry_naming_another_registrys_realm_gets_no_token(tmp_path: Path,
 # --- 3. a slow registry delays no other -------------------------------------------------------------
 
 
-class FakeSlowRegistry:
-    """A tenant's registry that answers every request slowly: headers at once, then
-    its body a byte every 0.5 s (each read well within the per-read timeout).
-    Counts the requests it serves at once."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
-        self.lock = threading.Lock()
-        self.in_flight = 0
-        self.most_at_once = 0
-        self.requests = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
-        body = b'{"tags": ["1.0.0", "1.0.1"]}'
-        with self.lock:
-            self.in_flight += 1
-            self.requests += 1
-            self.most_at_once = max(self.most_at_once, self.in_flight)
-        try:
-            conn.recv(65536)
-            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode())
-            for i in range(len(body)):
-                conn.sendall(body[i : i + 1])
-                time.sleep(0.5)
-        except OSError:
-            pass
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-            conn.close()
-
-    def stop(self) -> None:
-        self.sock.close()
-
-
 def test_a_slow_registry_costs_only_its_own_deployments_this_poll(registry: LocalRegistry, world: World) -> None:
     want = push(registry, "apps/steady", "1.0.1", world.scratch)
     push(registry, "apps/steady", "1.0.0", world.scratch)
-    slow = FakeSlowRegistry()
+    slow = FakeSlowRegistry(every_s=0.5)  # ~40 s an answer, a byte every 0.5 s
     try:
         world.deploy("steady", f"{registry.host}/apps/steady:1.0.0", AutoUpdate(enabled=True, policy="patch"))
         for i in range(6):
             world.deploy(f"slow{i}", f"{slow.host}/apps/slow{i}:1.0.0", AutoUpdate(enabled=True, policy="patch"))
         options = local(
             registry,
-            SHIPSTACK_REGISTRY_ALLOW_PRIVATE=f"{registry.host},{slow.host}",
-            SHIPSTACK_REGISTRY_POLL_DEADLINE="2",
-            SHIPSTACK_REGISTRY_CONCURRENCY="2",
+            {
+                "SHIPSTACK_REGISTRY_ALLOW_PRIVATE": f"{registry.host},{slow.host}",
+                "SHIPSTACK_REGISTRY_POLL_DEADLINE": "2",
+                "SHIPSTACK_REGISTRY_CONCURRENCY": "2",
+            },
         )
         with RegistryClient(options) as client:
             report = Poller(world.settings, world.sessions, client).poll()

@@ -4,7 +4,7 @@ address it then connects to, and that a registry dripping bytes cannot hold a
 request past its deadline.
 
 The servers here are fakes on loopback sockets (`FakeRegistryServer`,
-`FakeDripServer`); name resolution is faked where a test needs a name to
+`FakeSlowRegistry`); name resolution is faked where a test needs a name to
 resolve somewhere.
 """
 
@@ -13,16 +13,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpcore
 import pytest
 
 from scheduler.registry import ClientOptions, RegistryClient, RegistryError, Repository
 from scheduler.registry.addresses import AddressRefused, Allowlist, GuardedBackend, refusal
+from tests.fake_registries import FakeHttpRegistry, FakeSlowRegistry, QuietHandler
 
 ip = ipaddress.ip_address
 
@@ -127,11 +125,11 @@ def test_unix_sockets_are_refused() -> None:
         GuardedBackend(Allowlist()).connect_unix_socket("/var/run/docker.sock")
 
 
-class FakeRegistryServer:
+class FakeRegistryServer(FakeHttpRegistry):
     """A fake registry on loopback: one repository with two tags."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 body = json.dumps({"name": "app", "tags": ["1.0.0", "1.0.1"]}).encode()
                 self.send_response(200)
@@ -140,16 +138,8 @@ class FakeRegistryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
         self.port = self.server.server_port
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -173,48 +163,9 @@ def test_the_metadata_address_is_refused_before_any_connection() -> None:
         client.list_tags(Repository("169.254.169.254", "latest"))
 
 
-class FakeDripServer:
-    """A fake registry that answers one byte at a time, each well within the
-    per-read timeout, for `total_s` in all."""
-
-    def __init__(self, total_s: float = 6.0, every_s: float = 0.2) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.total_s, self.every_s = total_s, every_s
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        body = b'{"tags": ["1.0.0"]}' + b" " * 200
-        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        data = head + body
-        per = max(1, int(len(data) * self.every_s / self.total_s))
-        try:
-            conn.recv(65536)
-            for i in range(0, len(data), per):
-                conn.sendall(data[i : i + per])
-                time.sleep(self.every_s)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self.sock.close()
-
-
 def test_a_registry_dripping_bytes_cannot_hold_a_request_past_its_deadline() -> None:
-    drip = FakeDripServer(total_s=6.0, every_s=0.2)
-    host = f"127.0.0.1:{drip.port}"
+    drip = FakeSlowRegistry(every_s=0.2, chunk=4)  # ~4 s in all, a read every 0.2 s
+    host = drip.host
     options = ClientOptions.from_env(
         {"SHIPSTACK_REGISTRY_ALLOW_PRIVATE": host, "SHIPSTACK_REGISTRY_REQUEST_DEADLINE": "1"}
     )
