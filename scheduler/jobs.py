@@ -15,8 +15,9 @@ Settings (environment):
   SHIPSTACK_POLL_INTERVAL      default poll interval in seconds (300)
   SHIPSTACK_SCHEDULER          0/false: never lead (API-only processes)
   SHIPSTACK_SCHEDULER_LEASE    lease lifetime in seconds (30)
-  SHIPSTACK_REGISTRY_AUTH      {"host": {"username": ..., "password": ...}}
-  SHIPSTACK_REGISTRY_INSECURE  comma-separated hosts allowed over plain http
+  SHIPSTACK_REGISTRY_*         the registry client's (scheduler/registry/options.py):
+                               credentials, plain-http hosts, private-address allowlist,
+                               token realm hosts, deadlines, per-registry concurrency
 """
 
 from __future__ import annotations

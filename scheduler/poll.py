@@ -14,11 +14,8 @@ leader fence, together with the operations it queues.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import msgspec
@@ -29,9 +26,10 @@ from persistence import operations as ops
 from persistence.base import utcnow
 from persistence.models import Deployment, Operation
 from scheduler import store
+from scheduler.lanes import run_in_lanes, share_label
 from scheduler.leader import LeaderLease
 from scheduler.policy import Candidate, Decision, decide_digest, decide_semver
-from scheduler.registry import RateLimited, RegistryClient, RegistryError, is_tag, within
+from scheduler.registry import RateLimited, RegistryClient, RegistryError, is_tag
 from scheduler.targets import ConfigCache, Skipped, Target, load_targets
 from stacks.changes import Change
 from stacks.settings import Settings
@@ -176,48 +174,31 @@ class Poller:
         return report
 
     def _poll_registries(
-        self,
-        groups: dict[str, list[Target]],
-        repo_states: dict[str, store.RepositoryState],
-        seen: _Seen,
+        self, groups: dict[str, list[Target]], repo_states: dict[str, store.RepositoryState], seen: _Seen
     ) -> list[_RepoResult]:
-        """Every repository, registry by registry, so that a slow or hostile registry
-        delays no other: at most `registry_concurrency` of one registry's repositories
-        at once (the first of every registry before the second of any), and all of
-        them within that registry's share of the poll (`registry_deadline_s`, from
-        when its first one starts); what is left when it runs out is an error for
-        this poll, and the next poll tries again."""
+        """Every repository, in lanes per registry (scheduler/lanes.py): a few of one
+        registry's repositories at once, all within its share of the poll, so that a
+        slow or hostile registry delays no other."""
         options = self.client.options
-        queues: dict[str, deque[str]] = {}
+        by_host: dict[str, list[str]] = {}
         for key, members in groups.items():
-            queues.setdefault(members[0].repository.host, deque()).append(key)
-        per_host = max(1, options.registry_concurrency)
-        lanes = [host for i in range(per_host) for host, keys in queues.items() if i < len(keys)]
-        lock = threading.Lock()
-        began: dict[str, float] = {}
-        share = f"its {options.registry_deadline_s:g} s share of this poll"
+            by_host.setdefault(members[0].repository.host, []).append(key)
 
-        def lane(host: str) -> list[_RepoResult]:
-            out: list[_RepoResult] = []
-            with lock:
-                ends = began.setdefault(host, time.monotonic()) + options.registry_deadline_s
-            while True:
-                with lock:
-                    if not queues[host]:
-                        return out
-                    key = queues[host].popleft()
-                state = repo_states.get(key) or store.RepositoryState(repository=key)
-                left = ends - time.monotonic()
-                if left <= 0:
-                    out.append(_fail_all(groups[key], state, f"{host}: not polled: {share} ran out; next poll"))
-                    continue
-                with within(left, share):
-                    out.append(self._poll_repository_safely(key, groups[key], state, seen))
+        def state_of(key: str) -> store.RepositoryState:
+            return repo_states.get(key) or store.RepositoryState(repository=key)
 
-        workers = max(1, min(self.max_workers, len(lanes)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipstack-poll") as pool:
-            futures = [pool.submit(lane, host) for host in lanes]
-            return [result for future in futures for result in future.result()]
+        def ran_out(host: str, key: str) -> _RepoResult:
+            reason = f"{host}: not polled: {share_label(options.registry_deadline_s)} ran out; next poll"
+            return _fail_all(groups[key], state_of(key), reason)
+
+        return run_in_lanes(
+            by_host,
+            lambda key: self._poll_repository_safely(key, groups[key], state_of(key), seen),
+            ran_out,
+            concurrency=options.registry_concurrency,
+            share_s=options.registry_deadline_s,
+            max_workers=self.max_workers,
+        )
 
     def _poll_repository_safely(
         self, key: str, members: list[Target], state: store.RepositoryState, seen: _Seen
