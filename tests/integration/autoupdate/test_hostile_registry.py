@@ -13,7 +13,6 @@ client, the poller, the database and the app are the real ones.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -163,9 +162,8 @@ def test_a_registry_naming_another_registrys_realm_gets_no_token(tmp_path: Path,
                     "SHIPSTACK_REGISTRY_ALLOW_PRIVATE": f"{env['SHIPSTACK_REGISTRY_ALLOW_PRIVATE']},{thief.host}",
                     "SHIPSTACK_REGISTRY_AUTH": json.dumps({reg.host: {"username": "robot", "password": "s3cret-pw"}}),
                 })  # fmt: skip
-                # One worker: the victim's repository (and its token) first, then the thief's.
-                options = dataclasses.replace(options, registry_concurrency=1)
                 with RegistryClient(options) as client:
+                    # One worker: the victim's repository (and its token) first, then the thief's.
                     report = Poller(world.settings, world.sessions, client, max_workers=1).poll()
             finally:
                 thief.stop()
