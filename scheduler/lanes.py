@@ -1,7 +1,9 @@
 """Work spread over registries so that a slow or hostile one delays no other.
 
 Each registry (host) gets its own lanes: at most `concurrency` of its items run at
-once, the first lane of every registry is started before the second of any, and
+once, the first lane of every registry is started before the second of any (each
+registry's first lane has a thread of its own, up to MAX_REGISTRY_THREADS
+registries, so registries that take their whole share cannot queue others), and
 all of a registry's items run within its `share_s` seconds, counted from when its
 first item starts. An item still running when the share ends is cut short by the
 registry client's deadline (`within`); an item not started by then is handed to
@@ -19,6 +21,7 @@ from typing import TypeVar
 
 from scheduler.registry import within
 
+MAX_REGISTRY_THREADS = 64
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -38,7 +41,8 @@ def run_in_lanes(
     max_workers: int,
 ) -> list[Result]:
     """`work(item)` for every item, or `ran_out(host, item)` once its registry's share
-    is spent; results in no particular order."""
+    is spent; results in no particular order. `max_workers` threads at least, more
+    when there are more registries than that."""
     queues = {host: deque(items) for host, items in by_host.items() if items}
     per_host = max(1, concurrency)
     lanes = [host for i in range(per_host) for host, items in queues.items() if i < len(items)]
@@ -64,7 +68,7 @@ def run_in_lanes(
             with within(left, label):
                 out.append(work(item))
 
-    workers = max(1, min(max_workers, len(lanes)))
+    workers = min(len(lanes), max(max_workers, min(len(queues), MAX_REGISTRY_THREADS)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipstack-poll") as pool:
         futures = [pool.submit(lane, host) for host in lanes]
         return [result for future in futures for result in future.result()]

@@ -58,3 +58,23 @@ def test_what_is_left_when_the_share_runs_out_is_handed_to_ran_out() -> None:
     )  # fmt: skip
     assert sorted(results) == ["done 1", "done 5", "slow ran out at 2", "slow ran out at 3", "slow ran out at 4"]
     assert all(d is not None and d <= 0.5 for d in deadlines)  # each item runs under what is left of the share
+
+
+def test_registries_that_use_their_whole_share_do_not_queue_the_others() -> None:
+    """More registries than workers: each still gets its first lane at once."""
+    lock = threading.Lock()
+    now = [0]
+    most = [0]
+
+    def work(item: str) -> str:
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.2)
+        with lock:
+            now[0] -= 1
+        return item
+
+    by_host = {f"slow{i}": [f"slow{i}"] for i in range(5)}
+    run_in_lanes(by_host, work, lambda h, i: "", concurrency=2, share_s=60, max_workers=1)
+    assert most[0] == 5
