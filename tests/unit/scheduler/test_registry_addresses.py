@@ -13,13 +13,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpcore
+import httpx
 import pytest
 
 from scheduler.registry import ClientOptions, RegistryClient, RegistryError, Repository
-from scheduler.registry.addresses import AddressRefused, Allowlist, GuardedBackend, refusal
+from scheduler.registry.addresses import AddressRefused, Allowlist, GuardedBackend, GuardedTransport, refusal
 from tests.fake_registries import FakeHttpRegistry, FakeSlowRegistry, QuietHandler
 
 ip = ipaddress.ip_address
@@ -174,3 +177,63 @@ def test_a_registry_dripping_bytes_cannot_hold_a_request_past_its_deadline() -> 
             client.list_tags(Repository(host, "app"))
     finally:
         drip.stop()
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate it signed for `localhost`: (ca, cert, key)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey,
+             *, ca: bool) -> x509.Certificate:  # fmt: skip
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(cert("test CA", ca_key, "test CA", ca_key, ca=True).public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert("localhost", key, "test CA", ca_key, ca=False).public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+VERIFY = "CERTIFICATE_VERIFY_FAILED"
+
+
+def test_tls_through_the_guard_verifies_the_name_it_was_asked_for(
+    fake_registry: FakeRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard changes only where the TCP connection goes: TLS still runs over it,
+    and the certificate is still checked against the registry's name."""
+    ca, cert, key = _tls_files(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    fake_registry.server.socket = context.wrap_socket(fake_registry.server.socket, server_side=True)
+    allow = Allowlist.parse([f"localhost:{fake_registry.port}", f"127.0.0.1:{fake_registry.port}"])
+    url = f"https://localhost:{fake_registry.port}/v2/app/tags/list"
+    with httpx.Client(transport=GuardedTransport(allow)) as client, pytest.raises(httpx.ConnectError, match=VERIFY):
+        client.get(url)  # the system's CAs do not know the test CA
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with httpx.Client(transport=GuardedTransport(allow)) as client:
+        assert client.get(url).json()["tags"] == ["1.0.0", "1.0.1"]
+    with httpx.Client(transport=GuardedTransport(allow)) as client, pytest.raises(httpx.ConnectError, match=VERIFY):
+        client.get(url.replace("localhost", "127.0.0.1"))  # not the certificate's name
