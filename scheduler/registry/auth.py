@@ -84,8 +84,12 @@ def parse_challenge(header: str) -> Challenge | None:
 
 
 def host_of(url: str) -> str:
-    """`host[:port]` of a URL, lower-cased, as registry hosts are written."""
-    return urlsplit(url).netloc.rpartition("@")[2].lower()
+    """`host[:port]` of a URL, lower-cased, as registry hosts are written ("" for a
+    URL that does not parse: it matches no host)."""
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2].lower()
+    except ValueError:
+        return ""
 
 
 def realm_refusal(
@@ -95,7 +99,11 @@ def realm_refusal(
     plain_http_allowed: Callable[[str], bool],
 ) -> str | None:
     """Why `registry` may not send us to `realm` for a token (None: it may)."""
-    target = urlsplit(realm)
+    try:
+        target = urlsplit(realm)
+        target.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return "refusing a token realm that is not a URL"
     if target.scheme not in ("https", "http"):
         return f"refusing token realm with scheme {target.scheme!r}"
     if target.username is not None or target.password is not None:

@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 import msgspec
@@ -50,7 +49,7 @@ from scheduler.registry.errors import (
     Unauthorized,
     clean_text,
 )
-from scheduler.registry.exchange import Exchange, Reply, Stats, same_origin
+from scheduler.registry.exchange import Exchange, Reply, Stats, resolve_link, same_origin
 from scheduler.registry.names import Repository, is_digest, is_loopback, is_tag
 from scheduler.registry.options import ClientOptions
 
@@ -91,12 +90,17 @@ def _scope(repo: Repository) -> str:
     return f"repository:{repo.path}:pull"
 
 
-def _next_link(reply: Reply) -> str | None:
+def _next_link(reply: Reply, repo: Repository) -> str | None:
     """The `Link: <...>; rel="next"` target, resolved against the page's URL."""
     if "Link" not in reply.headers:
         return None
     nxt = httpx.Response(reply.status, headers={"Link": reply.headers["Link"]}).links.get("next", {}).get("url")
-    return urljoin(reply.url, nxt) if nxt else None
+    if not nxt:
+        return None
+    target = resolve_link(reply.url, nxt)
+    if target is None:
+        raise RegistryError(f"{repo.key}: the tag list's next-page link does not parse")
+    return target
 
 
 def _error_detail(body: bytes) -> str:
@@ -198,7 +202,7 @@ class RegistryClient:
             if pages == 1:
                 found = reply.headers.get("ETag")
                 new_etag = found if found and len(found) <= MAX_ETAG_LENGTH else None
-            url = _next_link(reply) or ""
+            url = _next_link(reply, repo) or ""
             if url and not same_origin(reply.url, url):
                 # The next request would carry this registry's token or credentials.
                 raise Refused(f"{repo.key}: the tag list's next page is on another host ({host_of(url)})")

@@ -98,9 +98,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def same_origin(a: str, b: str) -> bool:
-    """Same scheme, host and port: where a registry may send us on."""
-    x, y = httpx.URL(a), httpx.URL(b)
+    """Same scheme, host and port: where a registry may send us on (never a URL that
+    does not parse)."""
+    try:
+        x, y = httpx.URL(a), httpx.URL(b)
+    except httpx.InvalidURL:
+        return False
     return (x.scheme, x.host, x.port) == (y.scheme, y.host, y.port)
+
+
+def resolve_link(base: str, link: str) -> str | None:
+    """`link` (a Location or Link target) against `base`; None when it does not parse."""
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return None
 
 
 class Exchange:
@@ -188,9 +200,10 @@ class Exchange:
                     try:
                         location = response.headers.get("Location")
                         if response.status_code in REDIRECTS and location:
-                            target = urljoin(str(response.url), location)
-                            if not same_origin(str(response.url), target):
-                                raise Refused(f"{host}: redirected to another host ({host_of(target)}); not followed")
+                            target = resolve_link(str(response.url), location)
+                            if target is None or not same_origin(str(response.url), target):
+                                where = host_of(target) if target else "an unparsable location"
+                                raise Refused(f"{host}: redirected to another host ({where}); not followed")
                             url, params = target, None
                             method = "GET" if response.status_code == 303 and method != "HEAD" else method
                             continue
@@ -215,6 +228,8 @@ class Exchange:
             if isinstance(exc.__cause__, AddressRefused):
                 raise Refused(f"{host}: {exc.__cause__}") from None
             raise RegistryError(f"{host}: unreachable ({type(exc).__name__})") from None
+        except httpx.InvalidURL:
+            raise Refused(f"{host}: a URL that does not parse; not requested") from None
 
     def _block(self, host: str, seconds: float) -> None:
         with self._lock:

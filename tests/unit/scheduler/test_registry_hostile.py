@@ -287,3 +287,24 @@ def test_registry_error_text_is_one_short_plain_line() -> None:
     assert len(text) <= 500
     assert not [c for c in text if unicodedata.category(c) in ("Cc", "Cf")], repr(text)
     assert "repository unknown" in text and "[ERROR] forged <b>bold</b>" in text  # markup stays text
+
+
+UNPARSABLE = ["http://[::1", "https://host:99999/x", "http://[zz]/token"]
+
+
+@pytest.mark.parametrize("where", ["Location", "Link", "realm"])
+@pytest.mark.parametrize("url", UNPARSABLE)
+def test_a_url_that_does_not_parse_is_an_error_of_that_registry(where: str, url: str) -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if where == "Location":
+            return httpx.Response(302, headers={"Location": url})
+        if where == "Link":
+            return tags_response(["1.0.0"], Link=f'<{url}>; rel="next"')
+        return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{url}"'})
+
+    with fake_client(handler) as client, pytest.raises(RegistryError):
+        client.list_tags(REPO)
+    assert all(a.startswith(f"https://{REPO.host}/") for a in asked)
