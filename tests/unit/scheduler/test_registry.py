@@ -287,28 +287,23 @@ def test_anonymous_token_flow_and_cache() -> None:
     assert "Authorization" not in token_request.headers
 
 
-def test_token_expires_after_expires_in() -> None:
-    fake = FakeRegistry(tags={"team/app": ["1.0.0"]}, require_token=True, token_ttl=100)
+@pytest.mark.parametrize(
+    ("expires_in", "still_valid_at", "renewed_at"),
+    [
+        (100, 50, 100),  # renewed a little before expires_in (the safety margin)
+        (None, 50, 60),  # no expires_in: the token spec's default of 60 s
+    ],
+)
+def test_token_lifetime(expires_in: int | None, still_valid_at: int, renewed_at: int) -> None:
+    fake = FakeRegistry(tags={"team/app": ["1.0.0"]}, require_token=True, token_ttl=expires_in)
     clock = FakeClock()
+    start = clock.now
     with client_for(fake, clock) as client:
         client.list_tags(REPO)
-        clock.now += 50
+        clock.now = start + still_valid_at
         client.list_tags(REPO)
         assert fake.issued == 1
-        clock.now += 50  # past expiry (less the safety margin)
-        client.list_tags(REPO)
-        assert fake.issued == 2
-
-
-def test_token_default_lifetime_is_60_s() -> None:
-    fake = FakeRegistry(tags={"team/app": ["1.0.0"]}, require_token=True, token_ttl=None)
-    clock = FakeClock()
-    with client_for(fake, clock) as client:
-        client.list_tags(REPO)
-        clock.now += 50
-        client.list_tags(REPO)
-        assert fake.issued == 1
-        clock.now += 10
+        clock.now = start + renewed_at
         client.list_tags(REPO)
         assert fake.issued == 2
 

@@ -107,16 +107,8 @@ class Env:
             s.add(Deployment(name=name, owner_user_id=self.user_id, template=template, image=image, status=status))
         self.write_config(name, image, auto, strategy=strategy, template=template)
 
-    def write_config(
-        self,
-        name: str,
-        image: str | None,
-        auto: AutoUpdate | None,
-        *,
-        strategy: str = "rolling",
-        template: str = "image",
-    ) -> None:
-        write_stack_config(self.settings, name, image, auto, strategy=strategy, template=template)
+    def write_config(self, name: str, image: str | None, auto: AutoUpdate | None, **kw: str) -> None:
+        write_stack_config(self.settings, name, image, auto, **kw)
 
     def operations(self, name: str | None = None) -> list[Operation]:
         with self.sessions() as s:
