@@ -38,7 +38,6 @@ from persistence.accounts import add_user
 from persistence.db import make_engine, migrate, session_factory
 from persistence.models import Deployment, Operation
 from programs.spec import AutoUpdate
-from scheduler import store
 from scheduler.poll import Poller, PollReport
 from scheduler.registry import ClientOptions, RegistryClient, repository_of
 from stacks.settings import Settings
@@ -124,7 +123,6 @@ def main() -> None:
         url = f"sqlite:///{root / 'shipstack.db'}"
         migrate(url)
         engine = make_engine(url)
-        store.ensure_tables(engine)
         sessions = session_factory(engine, immediate=True)
         settings = Settings.from_env({"SHIPSTACK_DATA": str(root / "data"), "SHIPSTACK_DATABASE_URL": url})
         write_deployments(settings, sessions, reg.host, args.deployments, args.repositories)
@@ -133,7 +131,7 @@ def main() -> None:
             f"{args.deployments} deployments over {args.repositories} repositories, {len(TAGS)} tags each "
             f"(seeded in {seeded:.1f} s); registry {'behind token auth' if token else 'anonymous'} on {reg.host}"
         )
-        with RegistryClient(ClientOptions()) as client:
+        with RegistryClient(ClientOptions.from_env(reg.client_env())) as client:
             poller = Poller(settings, sessions, client, poll_interval_s=300)
             cold = poller.poll()
             show("poll 1 (cold)", cold)
@@ -143,7 +141,7 @@ def main() -> None:
             idle = poller.poll()
             show("poll 3 (nothing due)", idle)
 
-        with RegistryClient(ClientOptions()) as naive:
+        with RegistryClient(ClientOptions.from_env(reg.client_env())) as naive:
             t = time.perf_counter()
             with sessions() as s:
                 images = [d.image for d in s.query(Deployment).order_by(Deployment.name)]

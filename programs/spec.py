@@ -598,8 +598,12 @@ def validate_restart_stamp(stamp: object) -> str | None:
 
 
 def validate_auto_update(auto: AutoUpdate) -> list[str]:
-    """Policy is one of digest|patch|minor|major, filters are valid regexes, and the
-    poll interval (when given) is between a minute and a week."""
+    """Policy is one of digest|patch|minor|major, filters are regexes RE2 runs (linear
+    time: a tenant's pattern is matched inside the shared process, see
+    programs/tag_filter.py), and the poll interval (when given) is between a minute
+    and a week."""
+    from programs.tag_filter import FilterError, compile_filter
+
     errors: list[str] = []
     if auto.policy not in UPDATE_POLICIES:
         errors.append(f"auto-update policy must be one of {', '.join(UPDATE_POLICIES)}")
@@ -610,9 +614,9 @@ def validate_auto_update(auto: AutoUpdate) -> list[str]:
             errors.append(f"auto-update {label} must be a regex of at most {MAX_FILTER_LENGTH} characters")
             continue
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            errors.append(f"auto-update {label} is not a valid regex: {exc}")
+            compile_filter(pattern)
+        except FilterError as exc:
+            errors.append(f"auto-update {label} {exc}")
     if auto.interval_s is not None and (
         isinstance(auto.interval_s, bool)
         or not isinstance(auto.interval_s, int)

@@ -7,10 +7,12 @@ through the same runner, history and rollback as a user's change.
 
 Modules, each small and with one reason to change:
 
-- `registry`  the OCI distribution client (tags, digests, tokens, 429s) on httpx
+- `registry`  the OCI distribution client (tags, digests, tokens, 429s) on httpx,
+              hardened against hostile registries (SSRF guard, deadlines, caps)
 - `policy`    pure decisions: digest | patch | minor | major, filters, bad digests
 - `targets`   which deployments to poll, read from their stack config files
 - `poll`      one poll: group by repository, decide, queue, record
+- `lanes`     a poll's work spread over registries: per-registry concurrency and share
 - `leader`    the database lease that makes one process the active scheduler
 - `jobs`      APScheduler (persistent job store) behind that lease; settings
 - `store`     the scheduler's tables: lease, repository memory, decisions, bad digests
@@ -21,5 +23,9 @@ repository per poll however many deployments share it; tokens cached per scope
 until they expire; Retry-After honoured, and a long one pauses that registry
 across restarts instead of being slept through; what was seen (tags, digests,
 baselines, due times) survives restarts; a failed digest is never retried; every
-decision keeps each candidate and why it was chosen or rejected.
+decision keeps each candidate and why it was chosen or rejected. Registries and
+filters belong to tenants, and the scheduler serves all of them from the API
+process: filters run on RE2 (linear time), each registry gets a few workers and a
+share of each poll, and what a registry says is checked and cleaned before anyone
+reads it.
 """

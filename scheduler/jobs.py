@@ -34,23 +34,12 @@ from persistence.base import utcnow
 from persistence.db import SQLITE_BEGIN_OPTION, session_factory
 from scheduler.leader import LeaderLease
 from scheduler.poll import Poller, PollReport
-from scheduler.registry import ClientOptions, Credentials, RegistryClient, registry_host
-from stacks.settings import RegistrySettings, SchedulerSettings, Settings
+from scheduler.registry import ClientOptions, RegistryClient
+from stacks.settings import SchedulerSettings, Settings
 
 log = logging.getLogger("shipstack.scheduler")
 JOB_ID = "shipstack-auto-update-poll"
 JOB_TABLE = "apscheduler_jobs"
-
-
-def client_options(registry: RegistrySettings) -> ClientOptions:
-    """The registry client's options from the operator's settings; Docker Hub's
-    aliases all land on registry-1.docker.io."""
-    return ClientOptions(
-        credentials={registry_host(h): Credentials(c.username, c.password) for h, c in registry.credentials.items()},
-        insecure_hosts=registry.insecure_hosts,
-        timeout_s=registry.timeout_s,
-        max_pages=registry.max_pages,
-    )
 
 
 # APScheduler's persistent store keeps a *reference* to the job function, so it must
@@ -87,7 +76,7 @@ class AutoUpdateScheduler:
         self.engine = engine
         self.config = config or settings.scheduler
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.client = client or RegistryClient(client_options(settings.registry))
+        self.client = client or RegistryClient(ClientOptions.from_settings(settings.registry))
         self._owns_client = client is None
         self.lease = LeaderLease(engine, self.holder, ttl_s=self.config.lease_ttl_s)
         self.poller = Poller(

@@ -14,7 +14,8 @@ Rules (semver policies `patch`, `minor`, `major`):
 - A candidate must have the same number of components as the current tag
   (`1.25` does not jump to `1.25.4`, `16` does not jump to `17.2`), so floating
   and pinned tag styles are kept.
-- Include/exclude regexes (`re.search`) are applied first: they are the user's word.
+- Include/exclude regexes (RE2 `search`, programs/tag_filter.py: linear time, as the
+  patterns are tenants') are applied first: they are the user's word.
 - Pre-releases only when `prerelease` is set. Never a version older than, or equal
   to, the running one. Within the policy's range of the running version.
 - The newest eligible tag whose digest is not recorded as bad wins.
@@ -31,17 +32,21 @@ from typing import Literal
 import msgspec
 
 from programs.spec import AutoUpdate
+from programs.tag_filter import FilterError, TagFilter, compile_filter
 
 Verdict = Literal["chosen", "current", "eligible", "rejected"]
 Action = Literal["update", "none", "baseline", "error"]
+MAX_TAG_LENGTH = 128
 
 _VERSION = re.compile(
     r"(?P<prefix>[vV]?)(?P<numbers>[0-9]+(?:\.[0-9]+){0,2})"
     r"(?:-(?P<suffix>[0-9A-Za-z][0-9A-Za-z.-]*))?(?:\+(?P<build>[0-9A-Za-z.-]+))?",
     re.ASCII,
 )
+# `m[0-9]+` stands apart: inside the group, `m[0-9]+[0-9]*` would try every split of the
+# digits (quadratic backtracking on a long hostile tag).
 _PRERELEASE_START = re.compile(
-    r"(?:alpha|beta|rc|pre|preview|dev|snapshot|canary|nightly|next|milestone|m[0-9]+)[0-9]*|[0-9]+",
+    r"(?:alpha|beta|rc|pre|preview|dev|snapshot|canary|nightly|next|milestone)[0-9]*|m[0-9]+|[0-9]+",
     re.ASCII | re.IGNORECASE,
 )
 
@@ -72,6 +77,8 @@ class Version(msgspec.Struct, frozen=True):
 
 def parse_version(tag: str) -> Version | None:
     """`v1.2.3-rc.1+b5` -> Version; None for tags that are not versions (`latest`)."""
+    if len(tag) > MAX_TAG_LENGTH:  # not a tag at all (the OCI limit); never worth a regex
+        return None
     match = _VERSION.fullmatch(tag)
     if match is None:
         return None
@@ -163,8 +170,8 @@ def _bump(current: Version, candidate: Version) -> str:
     return "pre-release"
 
 
-def _compile(pattern: str | None) -> re.Pattern[str] | None:
-    return re.compile(pattern) if pattern else None
+def _compile(pattern: str | None) -> TagFilter | None:
+    return compile_filter(pattern) if pattern else None
 
 
 def plan_semver(current_tag: str | None, tags: Iterable[str], auto: AutoUpdate) -> SemverPlan:
@@ -178,7 +185,7 @@ def plan_semver(current_tag: str | None, tags: Iterable[str], auto: AutoUpdate) 
         return SemverPlan(current=None, eligible=[], rejected=rejected, error=reason)
     try:
         include, exclude = _compile(auto.include), _compile(auto.exclude)
-    except re.error as exc:  # validated on the way in; a hand-edited config may still hold one
+    except FilterError as exc:  # validated on the way in; an older or hand-edited config may still hold one
         return SemverPlan(current=current, eligible=[], rejected=[], error=f"bad include/exclude pattern: {exc}")
     eligible: list[Version] = []
     rejected: list[Candidate] = []

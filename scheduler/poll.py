@@ -4,7 +4,9 @@ decision per deployment, and the updates queued as ordinary operations.
 Deployments are grouped by repository before anything is sent, so a poll makes at
 most one tag-list request per distinct repository however many deployments use it
 (and none for repositories whose deployments all follow a digest), and at most one
-manifest HEAD per (repository, tag). Repositories are visited in parallel threads;
+manifest HEAD per (repository, tag). Repositories are visited in parallel threads,
+a few per registry at once and each registry within its share of the poll, so a
+slow or hostile registry costs its own deployments this poll and nobody else's;
 everything a poll learns is written in one transaction at the end, behind the
 leader fence, together with the operations it queues.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import msgspec
@@ -25,9 +26,10 @@ from persistence import operations as ops
 from persistence.base import utcnow
 from persistence.models import Deployment, Operation
 from scheduler import store
+from scheduler.lanes import run_in_lanes, share_label
 from scheduler.leader import LeaderLease
 from scheduler.policy import Candidate, Decision, decide_digest, decide_semver
-from scheduler.registry import RateLimited, RegistryClient, RegistryError
+from scheduler.registry import RateLimited, RegistryClient, RegistryError, is_tag
 from scheduler.targets import ConfigCache, Skipped, Target, load_targets
 from stacks.changes import Change
 from stacks.settings import Settings
@@ -62,10 +64,30 @@ class PollReport(msgspec.Struct, kw_only=True):
     fenced_out: bool = False  # the lease was lost before the results could be written
 
 
+class _Seen(msgspec.Struct, frozen=True, kw_only=True):
+    """What a poll read before visiting registries, for every repository's visit."""
+
+    bad: dict[str, dict[str, store.BadDigest]]  # deployment -> digest -> why it is bad
+    statuses: dict[str, store.DeploymentStatus]
+    now: datetime
+
+
 class _RepoResult(msgspec.Struct, kw_only=True):
     state: store.RepositoryState
     decisions: dict[str, Decision]
     baselines: dict[str, str]  # deployment -> baseline digest recorded this poll
+
+
+def _fail_all(members: list[Target], state: store.RepositoryState, reason: str) -> _RepoResult:
+    """The same error for every deployment of a repository this poll."""
+    decisions = {
+        t.name: Decision(
+            policy=t.auto.policy, action="error", reason=reason, current_tag=t.tag, current_digest=t.running_digest
+        )
+        for t in members
+    }
+    state.error = reason
+    return _RepoResult(state=state, decisions=decisions, baselines={})
 
 
 def new_image_ref(target: Target, tag: str, digest: str) -> str:
@@ -135,23 +157,8 @@ class Poller:
                 groups.setdefault(t.repository.key, []).append(t)
             repo_states = store.load_repositories(s, groups)
 
-        results: list[_RepoResult] = []
-        if groups:
-            workers = max(1, min(self.max_workers, len(groups)))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipstack-poll") as pool:
-                futures = [
-                    pool.submit(
-                        self._poll_repository,
-                        key,
-                        members,
-                        repo_states.get(key) or store.RepositoryState(repository=key),
-                        bad,
-                        statuses,
-                        started,
-                    )
-                    for key, members in groups.items()
-                ]
-                results = [f.result() for f in futures]
+        seen = _Seen(bad=bad, statuses=statuses, now=started)
+        results = self._poll_registries(groups, repo_states, seen) if groups else []
 
         report = PollReport(
             started_at=started, deployments=len(targets) + len(skipped), due=len(due), repositories=len(groups)
@@ -166,32 +173,57 @@ class Poller:
             self.notify()
         return report
 
+    def _poll_registries(
+        self, groups: dict[str, list[Target]], repo_states: dict[str, store.RepositoryState], seen: _Seen
+    ) -> list[_RepoResult]:
+        """Every repository, in lanes per registry (scheduler/lanes.py): a few of one
+        registry's repositories at once, all within its share of the poll, so that a
+        slow or hostile registry delays no other."""
+        options = self.client.options
+        by_host: dict[str, list[str]] = {}
+        for key, members in groups.items():
+            by_host.setdefault(members[0].repository.host, []).append(key)
+
+        def state_of(key: str) -> store.RepositoryState:
+            return repo_states.get(key) or store.RepositoryState(repository=key)
+
+        def ran_out(host: str, key: str) -> _RepoResult:
+            reason = f"{host}: not polled: {share_label(options.registry_deadline_s)} ran out; next poll"
+            return _fail_all(groups[key], state_of(key), reason)
+
+        return run_in_lanes(
+            by_host,
+            lambda key: self._poll_repository_safely(key, groups[key], state_of(key), seen),
+            ran_out,
+            concurrency=options.registry_concurrency,
+            share_s=options.registry_deadline_s,
+            max_workers=self.max_workers,
+        )
+
+    def _poll_repository_safely(
+        self, key: str, members: list[Target], state: store.RepositoryState, seen: _Seen
+    ) -> _RepoResult:
+        """`_poll_repository`, with whatever a registry's answer breaks kept to that
+        repository's deployments: one registry must not fail everyone's poll."""
+        try:
+            return self._poll_repository(key, members, state, seen)
+        except Exception as exc:
+            log.exception("polling %s failed", key)
+            reason = f"{key}: the poll failed ({type(exc).__name__}); the service log has the details"
+            return _fail_all(members, state, reason)
+
     def _poll_repository(
-        self,
-        key: str,
-        members: list[Target],
-        state: store.RepositoryState,
-        bad: dict[str, dict[str, store.BadDigest]],
-        statuses: dict[str, store.DeploymentStatus],
-        now: datetime,
+        self, key: str, members: list[Target], state: store.RepositoryState, seen: _Seen
     ) -> _RepoResult:
         """Everything about one repository: at most one tag list, HEADs on demand."""
+        bad, statuses, now = seen.bad, seen.statuses, seen.now
         repo = members[0].repository
         decisions: dict[str, Decision] = {}
         baselines: dict[str, str] = {}
         state = msgspec.structs.replace(state, digests=dict(state.digests))
 
         def fail_all(reason: str) -> _RepoResult:
-            for t in members:
-                decisions[t.name] = Decision(
-                    policy=t.auto.policy,
-                    action="error",
-                    reason=reason,
-                    current_tag=t.tag,
-                    current_digest=t.running_digest,
-                )
-            state.error = reason
-            return _RepoResult(state=state, decisions=decisions, baselines=baselines)
+            return _fail_all(members, state, reason)
 
         if state.blocked_until is not None and state.blocked_until > now:
             return fail_all(
@@ -213,9 +245,11 @@ class Poller:
             state.digests[tag] = found
             return found
 
+        ignored = 0
         try:
             if any(t.auto.policy != "digest" for t in members):
                 listed = self.client.list_tags(repo, etag=state.etag)
+                ignored = listed.invalid
                 if not listed.not_modified:
                     if listed.tags != state.tags:
                         state.changed_at = now
@@ -229,6 +263,8 @@ class Poller:
         except RegistryError as exc:
             return fail_all(str(exc))
 
+        # A list stored before tags were checked on the way in may still hold anything.
+        tags = [t for t in state.tags if is_tag(t)]
         for t in members:
             bad_for = {d: b.reason for d, b in bad.get(t.name, {}).items()}
             try:
@@ -241,11 +277,12 @@ class Poller:
                     if decision.action == "baseline" and decision.candidates:
                         baselines[t.name] = decision.candidates[0].digest or ""
                 else:
-                    decision = decide_semver(t.tag, state.tags, t.auto, digest_of, bad_for, t.running_digest)
-                    if state.truncated and decision.action != "error":
-                        decision = msgspec.structs.replace(
-                            decision, reason=f"{decision.reason} (tag list cut at {state.pages} pages)"
-                        )
+                    decision = decide_semver(t.tag, tags, t.auto, digest_of, bad_for, t.running_digest)
+                    notes = [f"tag list cut at {state.pages} pages"] if state.truncated else []
+                    if ignored:
+                        notes.append(f"{ignored} listed names are not valid tags and were ignored")
+                    if notes and decision.action != "error":
+                        decision = msgspec.structs.replace(decision, reason=f"{decision.reason} ({'; '.join(notes)})")
             except RateLimited as exc:
                 state.blocked_until = now + timedelta(seconds=exc.retry_after_s)
                 decision = Decision(policy=t.auto.policy, action="error", reason=str(exc), current_tag=t.tag)

@@ -12,6 +12,7 @@ and the local cluster's kubeconfig.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,7 +64,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SHIPSTACK_REGISTRY_AUTH", "",
              'registry credentials, JSON `{"host": {"username": "...", "password": "..."}}`'),
     Variable("SHIPSTACK_REGISTRY_INSECURE", "", "comma-separated registry hosts spoken to over plain http"),
-    Variable("SHIPSTACK_REGISTRY_TIMEOUT", "15", "seconds a registry request may take"),
+    Variable("SHIPSTACK_REGISTRY_ALLOW_PRIVATE", "",
+             "comma-separated `host`, `host:port` or CIDR entries a registry may resolve to on loopback, private "
+             "or link-local addresses (nothing else may)"),
+    Variable("SHIPSTACK_REGISTRY_REALM_HOSTS", "",
+             'JSON `{"registry host": ["token host", ...]}`: other hosts a registry\'s token realm may name '
+             "(Docker Hub's and GitLab's are built in)"),
+    Variable("SHIPSTACK_REGISTRY_TIMEOUT", "15", "seconds one read, write or connect to a registry may take"),
+    Variable("SHIPSTACK_REGISTRY_REQUEST_DEADLINE", "30", "seconds one registry request may take, start to last byte"),
+    Variable("SHIPSTACK_REGISTRY_POLL_DEADLINE", "120", "seconds one registry gets in each poll"),
+    Variable("SHIPSTACK_REGISTRY_CONCURRENCY", "4", "repositories of one registry polled at once"),
     Variable("SHIPSTACK_REGISTRY_MAX_PAGES", "20", "tag-list pages read per repository and poll"),
 )  # fmt: skip
 _BY_NAME = {v.name: v for v in VARIABLES}
@@ -132,9 +142,16 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RegistrySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The operator's registry settings, as given (the client normalises hosts)."""
+
     credentials: dict[str, RegistryCredentials] = {}
     insecure_hosts: frozenset[str] = frozenset()
+    allow_private: frozenset[str] = frozenset()
+    realm_hosts: dict[str, list[str]] = {}
     timeout_s: float = 15.0
+    request_deadline_s: float = 30.0
+    poll_deadline_s: float = 120.0
+    concurrency: int = 4
     max_pages: int = 20
 
 
@@ -185,7 +202,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             registry=RegistrySettings(
                 credentials=e.parse("SHIPSTACK_REGISTRY_AUTH", _credentials),
                 insecure_hosts=e.parse("SHIPSTACK_REGISTRY_INSECURE", _host_set),
+                allow_private=e.parse("SHIPSTACK_REGISTRY_ALLOW_PRIVATE", _networks),
+                realm_hosts=e.parse("SHIPSTACK_REGISTRY_REALM_HOSTS", _realm_hosts),
                 timeout_s=e.parse("SHIPSTACK_REGISTRY_TIMEOUT", _positive(float)),
+                request_deadline_s=e.parse("SHIPSTACK_REGISTRY_REQUEST_DEADLINE", _positive(float)),
+                poll_deadline_s=e.parse("SHIPSTACK_REGISTRY_POLL_DEADLINE", _positive(float)),
+                concurrency=e.parse("SHIPSTACK_REGISTRY_CONCURRENCY", _positive(int)),
                 max_pages=e.parse("SHIPSTACK_REGISTRY_MAX_PAGES", _positive(int)),
             ),
         )
@@ -253,6 +275,24 @@ def _host_set(text: str) -> frozenset[str]:
     return frozenset(h.strip() for h in text.split(",") if h.strip())
 
 
+def _networks(text: str) -> frozenset[str]:
+    """Hosts and CIDR networks; a `/` entry that is not a network fails at start, not at the first poll."""
+    entries = _host_set(text)
+    for entry in entries:
+        if "/" in entry:
+            ipaddress.ip_network(entry, strict=False)
+    return entries
+
+
+def _realm_hosts(text: str) -> dict[str, list[str]]:
+    if not text:
+        return {}
+    try:
+        return msgspec.json.decode(text, type=dict[str, list[str]])
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise ValueError('expected JSON {"registry host": ["token host", ...]}') from None
+
+
 def _credentials(text: str) -> dict[str, RegistryCredentials]:
     """`{"host": {"username": ..., "password": ...}}`; the error never echoes values."""
     if not text:
@@ -261,3 +301,17 @@ def _credentials(text: str) -> dict[str, RegistryCredentials]:
         return msgspec.json.decode(text, type=dict[str, RegistryCredentials])
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise ValueError('expected JSON {"host": {"username": "...", "password": "..."}}') from None
+
+
+def readme_table() -> str:
+    """The README's settings table (`python -m stacks.settings` prints it)."""
+
+    def cell(default: str) -> str:
+        return "none" if not default else default if default == "the local cluster's" else f"`{default}`"
+
+    rows = [f"| `{v.name}` | {cell(v.default)} | {v.meaning} |" for v in VARIABLES]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows])
+
+
+if __name__ == "__main__":
+    print(readme_table())

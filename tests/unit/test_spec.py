@@ -303,6 +303,11 @@ def test_restart_stamps(stamp: str | None, ok: bool) -> None:
         (AutoUpdate(policy="sometimes"), 1),  # type: ignore[arg-type]
         (AutoUpdate(include="(unclosed"), 1),
         (AutoUpdate(exclude="x" * 300), 1),
+        # RE2 (linear time) runs tenants' filters: no look-around, no back-references, no huge programs.
+        (AutoUpdate(include=r"^(a+)+$", exclude=r"-(rc|beta)\d*$"), 0),
+        (AutoUpdate(include=r"^1\.(?!0\.)"), 1),
+        (AutoUpdate(exclude=r"(a)\1"), 1),
+        (AutoUpdate(include=r"((((a{1,100}){1,100}){1,100}){1,100})"), 1),
         (AutoUpdate(interval_s=5), 1),
         (AutoUpdate(interval_s=10**9), 1),
         (AutoUpdate(policy="bad", include="[", interval_s=1), 3),  # type: ignore[arg-type]
@@ -310,6 +315,11 @@ def test_restart_stamps(stamp: str | None, ok: bool) -> None:
 )
 def test_auto_update_rules(auto: AutoUpdate, n_errors: int) -> None:
     assert len(validate_auto_update(auto)) == n_errors
+
+
+def test_a_filter_re2_cannot_run_is_explained() -> None:
+    (error,) = validate_auto_update(AutoUpdate(include=r"^1\.(?!0\.)"))
+    assert error.startswith("auto-update include is not a valid regex (RE2 syntax: no look-around")
 
 
 def test_validate_spec_collects_every_problem() -> None:

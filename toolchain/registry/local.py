@@ -189,6 +189,20 @@ class LocalRegistry:
     def url(self) -> str:
         return f"http://{self.host}"
 
+    def client_env(self) -> dict[str, str]:
+        """The settings under which shipstack's registry client may reach this loopback
+        registry, and its token service when it has one: loopback is refused unless
+        allowlisted, and a token realm on another host unless configured for it.
+        For `ClientOptions.from_env(...)`, or a service's environment."""
+        hosts = [self.host]
+        env: dict[str, str] = {}
+        if self.token is not None:
+            realm_host = urllib.parse.urlsplit(self.token.realm).netloc
+            hosts.append(realm_host)
+            env["SHIPSTACK_REGISTRY_REALM_HOSTS"] = json.dumps({self.host: [realm_host]})
+        env["SHIPSTACK_REGISTRY_ALLOW_PRIVATE"] = ",".join(hosts)
+        return env
+
     def config(self) -> str:
         lines = [
             "version: 0.1",

@@ -55,7 +55,7 @@ class Api:
     def deploy(self, name: str, image: str, auto: AutoUpdate | None = None, strategy: str = "rolling") -> None:
         with self.sessions() as db, db.begin():
             db.add(Deployment(name=name, owner_user_id=self.owner_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.config.stacks_dir)
+        stacks = Path(self.config.engine.stacks_dir)
         stacks.mkdir(parents=True, exist_ok=True)
         config = {
             "shipstack:name": name,
@@ -160,6 +160,8 @@ def test_put_keeps_what_it_leaves_out_and_composes_with_queued_changes(api: Api)
         ({"deployment_name": "web", "enabled": True, "strategy": "blue-green"}, "strategy must be one of"),
         ({"deployment_name": "web", "enabled": True, "policy": "newest"}, "policy must be one of"),
         ({"deployment_name": "web", "enabled": True, "include": "("}, "include is not a valid regex"),
+        ({"deployment_name": "web", "enabled": True, "exclude": "-(?!rc)"}, "exclude is not a valid regex (RE2 syntax"),
+        ({"deployment_name": "web", "enabled": True, "include": "a" * 257}, "at most 256 characters"),
         ({"deployment_name": "web", "enabled": True, "intervalSeconds": 5}, "interval must be between"),
         ({"deployment_name": "web", "enabled": True, "intervalSeconds": True}, "Invalid request body"),
         ({"deployment_name": "web"}, "enabled"),
@@ -242,3 +244,30 @@ def test_status_before_and_after_a_poll(api: Api) -> None:
     }  # fmt: skip
     assert by_tag["latest"]["code"] == "not-semver"
     assert body["badDigests"] == []
+
+
+def test_what_a_registry_says_is_served_short_and_plain(api: Api) -> None:
+    """A tenant's registry answers with markup, control characters and junk tags; the
+    status API serves its words as short, clean JSON strings and leaves the junk out."""
+    api.deploy("web", f"{HOST}/team/app:1.0.0", AutoUpdate(enabled=True, policy="patch"))
+    api.deploy("gone", f"{HOST}/team/gone:1.0.0", AutoUpdate(enabled=True, policy="patch"))
+    message = "<script>alert(1)</script>\x1b[2J\r\n[ERROR] forged\u202e" + "x" * 4000
+
+    def hostile(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/team/gone/tags/list":
+            return httpx.Response(404, json={"errors": [{"message": message}]})
+        if request.url.path.endswith("/tags/list"):
+            return httpx.Response(200, json={"tags": ["1.0.0", "<img src=x onerror=alert(1)>", "1.0.1\n", "9" * 999]})
+        return httpx.Response(200, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
+
+    Poller(api.config, api.sessions, RegistryClient(transport=httpx.MockTransport(hostile))).poll()
+    r = api.client.get("/api/deployments/gone/auto-update/status", headers=api.reader)
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    for text in (body["reason"], body["repository"]["error"]):
+        assert len(text) <= 500
+        assert not any(ord(c) < 32 or c == "\u202e" for c in text), repr(text)
+        assert "<script>alert(1)</script>" in text and "[ERROR] forged" in text
+    web = api.client.get("/api/deployments/web/auto-update/status", headers=api.reader).json()
+    assert [c["tag"] for c in web["candidates"]] == ["1.0.0"]
+    assert web["reason"].endswith("(3 listed names are not valid tags and were ignored)")

@@ -35,6 +35,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
         yield reg
 
 
+@pytest.fixture(autouse=True)
+def allow_the_local_registry(registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's scheduler reads its settings from the environment when it starts;
+    the SSRF guard refuses a loopback registry unless the operator allowlists it."""
+    for key, value in registry.client_env().items():
+        monkeypatch.setenv(key, value)
+
+
 def apps_api(service: Service) -> client.AppsV1Api:
     return client.AppsV1Api(config.new_client_from_config(config_file=str(service.settings.engine.kubeconfig)))
 

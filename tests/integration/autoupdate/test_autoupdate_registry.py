@@ -13,36 +13,26 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import msgspec
 import pytest
-import yaml
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.models import Deployment, Operation
+from persistence.models import Operation
 from programs.spec import AutoUpdate
-from scheduler import store
-from scheduler.jobs import AutoUpdateScheduler, SchedulerSettings
-from scheduler.poll import Poller
+from scheduler.jobs import AutoUpdateScheduler
 from scheduler.registry import ClientOptions, RegistryClient, Repository
-from stacks.settings import Settings
+from stacks.settings import SchedulerSettings
+from tests.fake_registries import FakeHttpRegistry, QuietHandler
+from tests.integration.autoupdate.world import World, local, push
 from toolchain.registry.local import (
     LocalRegistry,
     TokenServer,
     binary,
     crane,
-    crane_push,
     docker_config,
 )
 
@@ -52,69 +42,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    with LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
-        yield reg
-
-
-@dataclass
-class World:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    user_id: int
-    scratch: Path
-
-    def deploy(self, name: str, image: str, auto: AutoUpdate, strategy: str = "rolling") -> None:
-        with self.sessions() as s, s.begin():
-            s.add(Deployment(name=name, owner_user_id=self.user_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.settings.engine.stacks_dir)
-        stacks.mkdir(parents=True, exist_ok=True)
-        config = {
-            "shipstack:template": "image",
-            "shipstack:image": image,
-            "shipstack:strategy": strategy,
-            "shipstack:autoUpdate": msgspec.json.encode(auto, order="sorted").decode(),
-        }
-        (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
-
-    def poller(self, client: RegistryClient, **kw: object) -> Poller:
-        return Poller(self.settings, self.sessions, client, **kw)  # type: ignore[arg-type]
-
-    def operations(self, name: str) -> list[Operation]:
-        with self.sessions() as s:
-            return list(s.scalars(select(Operation).where(Operation.deployment_name == name)))
-
-    def status(self, name: str) -> store.DeploymentStatus:
-        with self.sessions() as s:
-            found = store.load_status(s, name)
-        assert found is not None
-        return found
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    url = f"sqlite:///{tmp_path / 'shipstack.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    sessions = session_factory(engine, immediate=True)
-    with sessions() as s, s.begin():
-        user_id = add_user(s, "owner", password_hash=None).id
-    settings = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": url})
-    yield World(settings=settings, engine=engine, sessions=sessions, user_id=user_id, scratch=tmp_path / "layers")
-    engine.dispose()
-
-
-def push(registry: LocalRegistry, repo: str, tag: str, scratch: Path, **kw: object) -> str:
-    return crane_push(registry.host, repo, tag, f"{repo}:{tag}:{time.time_ns()}", scratch, **kw)  # type: ignore[arg-type]
-
-
 def test_patch_takes_1_0_1_and_never_2_0_0(registry: LocalRegistry, world: World) -> None:
     digests = {tag: push(registry, "apps/patch", tag, world.scratch) for tag in ("1.0.0", "1.0.1", "2.0.0")}
     image = f"{registry.host}/apps/patch:1.0.0"
     world.deploy("patchy", image, AutoUpdate(enabled=True, policy="patch"), strategy="recreate")
-    with RegistryClient() as client:
+    with RegistryClient(local(registry)) as client:
         report = world.poller(client).poll()
     (update,) = report.updates
     assert update.image == f"{registry.host}/apps/patch:1.0.1@{digests['1.0.1']}"
@@ -133,7 +65,7 @@ def test_minor(registry: LocalRegistry, world: World) -> None:
         for tag in ("1.0.0", "1.0.1", "1.1.0", "1.2.0-rc.1", "2.0.0")
     }
     world.deploy("minor", f"{registry.host}/apps/minor:1.0.0", AutoUpdate(enabled=True, policy="minor"))
-    with RegistryClient() as client:
+    with RegistryClient(local(registry)) as client:
         (update,) = world.poller(client).poll().updates
     assert update.image == f"{registry.host}/apps/minor:1.1.0@{digests['1.1.0']}"
     codes = {c.tag: c.code for c in world.status("minor").decision.candidates}  # type: ignore[union-attr]
@@ -147,7 +79,7 @@ def test_digest_change_on_latest(registry: LocalRegistry, world: World) -> None:
     first = push(registry, "apps/rolling", "1.0.0", world.scratch)
     crane("tag", f"{registry.host}/apps/rolling:1.0.0", "latest")
     world.deploy("follow", f"{registry.host}/apps/rolling:latest", AutoUpdate(enabled=True, policy="digest"))
-    with RegistryClient() as client:
+    with RegistryClient(local(registry)) as client:
         poller = world.poller(client)
         assert poller.poll().updates == []
         assert (world.status("follow").action, world.status("follow").baseline_digest) == ("baseline", first)
@@ -165,15 +97,15 @@ def test_link_pagination_on_the_real_registry(registry: LocalRegistry, world: Wo
     push(registry, "apps/many", "1.0.0", world.scratch)
     for i in range(1, 25):
         crane("tag", f"{registry.host}/apps/many:1.0.0", f"1.0.{i}")
-    with RegistryClient(ClientOptions(page_size=10)) as client:
+    with RegistryClient(local(registry, page_size=10)) as client:
         listed = client.list_tags(Repository(registry.host, "apps/many"))
         assert (len(listed.tags), listed.pages, listed.truncated) == (25, 3, False)
-    with RegistryClient(ClientOptions(page_size=10, max_pages=2)) as client:
+    with RegistryClient(local(registry, page_size=10, max_pages=2)) as client:
         listed = client.list_tags(Repository(registry.host, "apps/many"))
         assert (len(listed.tags), listed.pages, listed.truncated) == (20, 2, True)
 
 
-class ThrottlingProxy:
+class ThrottlingProxy(FakeHttpRegistry):
     """Forwards to the registry, but answers the first `throttled` tag-list
     requests with 429 and `Retry-After`; records when each request arrived."""
 
@@ -184,7 +116,7 @@ class ThrottlingProxy:
         self.arrivals: list[tuple[float, str, int]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 now = time.monotonic()
                 if self.path.split("?")[0].endswith("/tags/list") and outer.throttled > 0:
@@ -217,19 +149,7 @@ class ThrottlingProxy:
             do_GET = _serve
             do_HEAD = _serve
 
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_429_retry_after_is_obeyed(registry: LocalRegistry, world: World) -> None:
@@ -238,7 +158,7 @@ def test_429_retry_after_is_obeyed(registry: LocalRegistry, world: World) -> Non
     proxy = ThrottlingProxy(registry.url, throttled=2, retry_after="1")
     try:
         world.deploy("limited", f"{proxy.host}/apps/limited:1.0.0", AutoUpdate(enabled=True, policy="patch"))
-        with RegistryClient(ClientOptions(jitter=0.2)) as client:
+        with RegistryClient(ClientOptions(jitter=0.2, allow_private=frozenset({proxy.host}))) as client:
             report = world.poller(client).poll()
             assert client.stats.retries == 2
     finally:
@@ -256,12 +176,12 @@ def test_a_long_retry_after_pauses_polls_of_that_registry(registry: LocalRegistr
     proxy = ThrottlingProxy(registry.url, throttled=1, retry_after="3600")
     try:
         world.deploy("paused", f"{proxy.host}/apps/paused:1.0.0", AutoUpdate(enabled=True, policy="patch"))
-        with RegistryClient() as client:
+        with RegistryClient(ClientOptions(allow_private=frozenset({proxy.host}))) as client:
             started = time.monotonic()
             report = world.poller(client).poll()
             assert time.monotonic() - started < 5  # not slept through in the poll
         assert report.errors == 1
-        with RegistryClient() as client:  # a restarted process
+        with RegistryClient(ClientOptions(allow_private=frozenset({proxy.host}))) as client:  # a restarted process
             world.poller(client).poll(force=True)
         assert len(proxy.arrivals) == 1
         assert "asked us to wait" in (world.status("paused").reason or "")
@@ -292,14 +212,13 @@ def test_a_registry_that_requires_a_token(
 
     world.deploy("svc", f"{reg.host}/private/svc:1.0.0", AutoUpdate(enabled=True, policy="patch"))
     # Without credentials the token service refuses: an error with a reason, nothing queued.
-    with RegistryClient() as client:
+    with RegistryClient(local(reg)) as client:
         report = world.poller(client).poll()
     assert report.errors == 1 and report.updates == []
     assert "refused anonymous access" in (world.status("svc").reason or "")
 
-    options = ClientOptions.from_env(
-        {"SHIPSTACK_REGISTRY_AUTH": json.dumps({reg.host: {"username": "robot", "password": "s3cret-pw"}})}
-    )
+    credentials = json.dumps({reg.host: {"username": "robot", "password": "s3cret-pw"}})
+    options = ClientOptions.from_env({**reg.client_env(), "SHIPSTACK_REGISTRY_AUTH": credentials})
     issued_before = len(tokens.requests)
     with RegistryClient(options) as client:
         poller = world.poller(client)
@@ -327,7 +246,7 @@ def test_anonymous_token_for_public_pulls(tmp_path: Path, world: World) -> None:
             want = push(reg, "public/app", "2.1.0", world.scratch, docker_cfg=cfg)
             push(reg, "public/app", "2.0.0", world.scratch, docker_cfg=cfg)
             world.deploy("pub", f"{reg.host}/public/app:2.0.0", AutoUpdate(enabled=True, policy="minor"))
-            with RegistryClient() as client:
+            with RegistryClient(local(reg)) as client:
                 (update,) = world.poller(client).poll().updates
                 assert client.stats.token_requests == 1
             assert update.image.endswith(f":2.1.0@{want}")
@@ -342,7 +261,11 @@ def test_the_scheduler_polls_on_its_own(registry: LocalRegistry, world: World) -
     push(registry, "apps/auto", "3.0.0", world.scratch)
     world.deploy("auto", f"{registry.host}/apps/auto:3.0.0", AutoUpdate(enabled=True, policy="patch"))
     scheduler = AutoUpdateScheduler(
-        world.settings, world.engine, config=SchedulerSettings(poll_interval_s=0.5, lease_ttl_s=2), holder="svc-1"
+        world.settings,
+        world.engine,
+        config=SchedulerSettings(poll_interval_s=0.5, lease_ttl_s=2),
+        client=RegistryClient(local(registry)),
+        holder="svc-1",
     )
     scheduler.start()
     try:

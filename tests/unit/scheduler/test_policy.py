@@ -210,3 +210,10 @@ def test_decide_digest(running: str | None, remote: str, bad: dict, action: str)
         assert (decision.target_tag, decision.target_digest) == ("latest", remote)
     else:
         assert decision.target_digest is None
+
+
+def test_a_stored_filter_re2_cannot_run_is_an_error_not_a_crash() -> None:
+    """Validated on the way in; a config written before RE2 (or by hand) may still hold one."""
+    decision = decide_semver("1.0.0", ["1.0.1"], auto("patch", include=r"^1\.(?!1)"), digest_of)
+    assert decision.action == "error"
+    assert decision.reason.startswith("bad include/exclude pattern: is not a valid regex (RE2 syntax")

@@ -5,6 +5,9 @@ memory across restarts, failures, and the leader fence."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -104,16 +107,8 @@ class Env:
             s.add(Deployment(name=name, owner_user_id=self.user_id, template=template, image=image, status=status))
         self.write_config(name, image, auto, strategy=strategy, template=template)
 
-    def write_config(
-        self,
-        name: str,
-        image: str | None,
-        auto: AutoUpdate | None,
-        *,
-        strategy: str = "rolling",
-        template: str = "image",
-    ) -> None:
-        write_stack_config(self.settings, name, image, auto, strategy=strategy, template=template)
+    def write_config(self, name: str, image: str | None, auto: AutoUpdate | None, **kw: str) -> None:
+        write_stack_config(self.settings, name, image, auto, **kw)
 
     def operations(self, name: str | None = None) -> list[Operation]:
         with self.sessions() as s:
@@ -411,3 +406,97 @@ def test_the_runner_hook_rolls_back_failed_auto_updates_only(env: Env, monkeypat
     monkeypatch.setattr(failures, "previous_revision", broken)
     op = hook("auto-update", "web", payload, "timed out")
     assert op is not None and op.payload["change"] == {"image": "a:1"}
+
+
+# --- hostile registries: one registry's answer hurts only its own deployments -------------
+
+
+def test_a_registry_answering_nonsense_fails_only_its_own_deployments(env: Env) -> None:
+    env.fake.push("team/app", "1.0.0")
+    env.fake.push("team/app", "1.0.1")
+    env.deploy("good", f"{HOST}/team/app:1.0.0", patch())
+    env.deploy("victim", "evil.example.test/team/app:1.0.0", patch())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "evil.example.test":
+            return httpx.Response(200, content=b'["not", "a", "tag", "list"]')
+        return env.fake.handler(request)
+
+    report = Poller(env.settings, env.sessions, RegistryClient(transport=httpx.MockTransport(handler))).poll()
+    assert [u.deployment for u in report.updates] == ["good"]
+    assert env.status("victim").action == "error"
+    assert "not a JSON tag list" in (env.status("victim").reason or "")
+
+
+def test_an_absurd_retry_after_pauses_that_registry_for_a_day_at_most(env: Env) -> None:
+    env.fake.push("team/app", "1.0.1")
+    env.fake.throttle = ["9" * 40]  # ~1e40 s: past every date a datetime can hold
+    env.deploy("web", f"{HOST}/team/app:1.0.0", patch())
+    before = utcnow()
+    report = env.poller().poll()
+    assert report.errors == 1
+    with env.sessions() as s:
+        state = store.load_repositories(s, [f"{HOST}/team/app"])[f"{HOST}/team/app"]
+    assert state.blocked_until is not None
+    assert state.blocked_until <= before + timedelta(days=1, minutes=1)
+
+
+HOSTILE_TAGS = ["<img src=x onerror=alert(1)>", "1.0.9\n[INFO] forged", "1.0.8\u202egnp", "1.0.7" + "9" * 3000]
+
+
+def test_what_a_registry_says_reaches_the_status_short_and_plain(env: Env) -> None:
+    env.fake.push("team/app", "1.0.0")
+    env.fake.push("team/app", "1.0.1")
+    env.deploy("web", f"{HOST}/team/app:1.0.0", patch())
+    env.deploy("gone", f"{HOST}/team/missing:1.0.0", patch())
+    message = "<b>gone</b>\x1b[2J\r\n[ERROR] forged line\u202e" + "x" * 5000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/team/app/tags/list":
+            return httpx.Response(200, json={"tags": ["1.0.0", "1.0.1", *HOSTILE_TAGS]})
+        if request.url.path == "/v2/team/missing/tags/list":
+            return httpx.Response(404, json={"errors": [{"code": "NAME_UNKNOWN", "message": message}]})
+        return env.fake.handler(request)
+
+    Poller(env.settings, env.sessions, RegistryClient(transport=httpx.MockTransport(handler))).poll()
+    web = env.status("web")
+    assert [c.tag for c in web.decision.candidates] == ["1.0.1", "1.0.0"]  # type: ignore[union-attr]
+    assert "4 listed names are not valid tags and were ignored" in web.decision.reason  # type: ignore[union-attr]
+    reason = env.status("gone").reason or ""
+    assert len(reason) <= 500
+    assert not [c for c in reason if unicodedata.category(c) in ("Cc", "Cf")], repr(reason)
+    assert "<b>gone</b>" in reason and "[ERROR] forged line" in reason  # text, shown as text
+
+
+def test_a_slow_registry_costs_only_its_own_deployments_this_poll(env: Env) -> None:
+    """Each answer of slow.example.test takes 0.4 s and its share of the poll is 1 s:
+    it is asked about at most two repositories at once (its concurrency), the ones
+    left when its share runs out are errors for this poll, and the other registry's
+    deployment is updated all the same."""
+    env.fake.push("team/app", "1.0.0")
+    env.fake.push("team/app", "1.0.1")
+    env.deploy("fast", f"{HOST}/team/app:1.0.0", patch())
+    for i in range(8):
+        env.deploy(f"slow{i}", f"slow.example.test/team/app{i}:1.0.0", patch())
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most at once
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host != "slow.example.test":
+            return env.fake.handler(request)
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(0.4)
+        with lock:
+            in_flight[0] -= 1
+        return httpx.Response(200, json={"tags": ["1.0.0"]})
+
+    options = ClientOptions.from_env({"SHIPSTACK_REGISTRY_POLL_DEADLINE": "1", "SHIPSTACK_REGISTRY_CONCURRENCY": "2"})
+    client = RegistryClient(options, transport=httpx.MockTransport(handler))
+    report = Poller(env.settings, env.sessions, client, max_workers=8).poll()
+    assert [u.deployment for u in report.updates] == ["fast"]
+    assert in_flight[1] <= 2
+    reasons = [env.status(f"slow{i}").reason or "" for i in range(8)]
+    assert any("slow.example.test: not polled: its 1 s share of this poll ran out" in r for r in reasons), reasons
+    assert all(env.status(f"slow{i}").action in ("none", "error") for i in range(8))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,11 +27,11 @@ from scheduler.registry import (
     RegistryClient,
     Repository,
     Unauthorized,
-    load_credentials,
     parse_challenge,
     parse_retry_after,
     repository_of,
 )
+from stacks.settings import SettingsError
 
 REALM = "https://auth.example.test/token"
 
@@ -117,6 +118,8 @@ class FakeClock:
 
 def client_for(fake: FakeRegistry, clock: FakeClock | None = None, **options: object) -> RegistryClient:
     clock = clock or FakeClock()
+    # The fake's token service lives on its own host, as Docker Hub's does: configured.
+    options.setdefault("realm_hosts", {REPO.host: frozenset({"auth.example.test"})})
     return RegistryClient(
         ClientOptions(**options),  # type: ignore[arg-type]
         transport=httpx.MockTransport(fake.handler),
@@ -161,13 +164,13 @@ def test_plain_http_only_for_loopback_and_listed_hosts() -> None:
     client.close()
 
 
-def test_credentials_from_env_normalise_docker_hub() -> None:
-    creds = load_credentials(json.dumps({"docker.io": {"username": "u", "password": "p"}, "ghcr.io": {
-        "username": "x", "password": "y"}}))  # fmt: skip
+def test_credentials_from_settings_normalise_docker_hub() -> None:
+    raw = json.dumps({"docker.io": {"username": "u", "password": "p"}, "ghcr.io": {"username": "x", "password": "y"}})
+    creds = ClientOptions.from_env({"SHIPSTACK_REGISTRY_AUTH": raw}).credentials
     assert creds[DOCKER_HUB] == Credentials("u", "p")
     assert "p" not in repr(creds[DOCKER_HUB])
-    with pytest.raises(ValueError, match="SHIPSTACK_REGISTRY_AUTH") as exc:
-        load_credentials('{"ghcr.io": "secret-value"}')
+    with pytest.raises(SettingsError, match="SHIPSTACK_REGISTRY_AUTH") as exc:
+        ClientOptions.from_env({"SHIPSTACK_REGISTRY_AUTH": '{"ghcr.io": "secret-value"}'})
     assert "secret-value" not in str(exc.value)
 
 
@@ -284,28 +287,23 @@ def test_anonymous_token_flow_and_cache() -> None:
     assert "Authorization" not in token_request.headers
 
 
-def test_token_expires_after_expires_in() -> None:
-    fake = FakeRegistry(tags={"team/app": ["1.0.0"]}, require_token=True, token_ttl=100)
+@pytest.mark.parametrize(
+    ("expires_in", "still_valid_at", "renewed_at"),
+    [
+        (100, 50, 100),  # renewed a little before expires_in (the safety margin)
+        (None, 50, 60),  # no expires_in: the token spec's default of 60 s
+    ],
+)
+def test_token_lifetime(expires_in: int | None, still_valid_at: int, renewed_at: int) -> None:
+    fake = FakeRegistry(tags={"team/app": ["1.0.0"]}, require_token=True, token_ttl=expires_in)
     clock = FakeClock()
+    start = clock.now
     with client_for(fake, clock) as client:
         client.list_tags(REPO)
-        clock.now += 50
+        clock.now = start + still_valid_at
         client.list_tags(REPO)
         assert fake.issued == 1
-        clock.now += 50  # past expiry (less the safety margin)
-        client.list_tags(REPO)
-        assert fake.issued == 2
-
-
-def test_token_default_lifetime_is_60_s() -> None:
-    fake = FakeRegistry(tags={"team/app": ["1.0.0"]}, require_token=True, token_ttl=None)
-    clock = FakeClock()
-    with client_for(fake, clock) as client:
-        client.list_tags(REPO)
-        clock.now += 50
-        client.list_tags(REPO)
-        assert fake.issued == 1
-        clock.now += 10
+        clock.now = start + renewed_at
         client.list_tags(REPO)
         assert fake.issued == 2
 
@@ -339,10 +337,11 @@ def test_wrong_credentials_are_unauthorized_without_the_password() -> None:
 @pytest.mark.parametrize(
     ("realm", "fragment"),
     [
-        ("http://169.254.169.254/latest/meta-data", "plain http token realm"),
-        ("https://169.254.169.254/token", "private address"),
-        ("https://10.0.0.5/token", "private address"),
-        ("https://127.0.0.1:9999/token", "private address"),
+        ("http://169.254.169.254/latest/meta-data", "another host (169.254.169.254)"),
+        ("https://10.0.0.5/token", "another host (10.0.0.5)"),
+        ("https://auth.elsewhere.test/token", "another host (auth.elsewhere.test)"),
+        (f"http://{REPO.host}/token", "plain http token realm"),
+        (f"https://user:pw@{REPO.host}/token", "credentials in it"),
         ("file:///etc/passwd", "scheme 'file'"),
     ],
 )
@@ -354,17 +353,38 @@ def test_a_registry_cannot_point_the_token_request_anywhere(realm: str, fragment
         return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'})
 
     client = RegistryClient(transport=httpx.MockTransport(handler))
-    with client, pytest.raises(Unauthorized, match=fragment):
+    with client, pytest.raises(Unauthorized, match=re.escape(fragment)):
         client.list_tags(REPO)
     assert sent == [f"https://{REPO.host}/v2/{REPO.path}/tags/list?n=1000"]
 
 
-def test_loopback_registries_may_use_a_loopback_realm() -> None:
+def test_a_realm_on_another_host_only_where_configured() -> None:
+    """Docker Hub's auth.docker.io by default; any other pair as the operator lists it."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/token":
             return httpx.Response(200, json={"token": "tok-1"})
         if request.headers.get("Authorization") != "Bearer tok-1":
-            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:9/token"'})
+            realm = "https://auth.docker.io/token" if request.url.host == DOCKER_HUB else "https://auth.lan.test/token"
+            return httpx.Response(401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="s"'})
+        return httpx.Response(200, json={"tags": ["1"]})
+
+    lan = Repository("registry.lan.test", "a")
+    with RegistryClient(transport=httpx.MockTransport(handler)) as client:
+        assert client.list_tags(Repository(DOCKER_HUB, "library/nginx")).tags == ["1"]
+        with pytest.raises(Unauthorized, match="another host"):
+            client.list_tags(lan)
+    options = ClientOptions.from_env({"SHIPSTACK_REGISTRY_REALM_HOSTS": '{"registry.lan.test": ["auth.lan.test"]}'})
+    with RegistryClient(options, transport=httpx.MockTransport(handler)) as client:
+        assert client.list_tags(lan).tags == ["1"]
+
+
+def test_loopback_registries_may_use_a_loopback_realm_on_their_own_host() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "tok-1"})
+        if request.headers.get("Authorization") != "Bearer tok-1":
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:5000/token"'})
         return httpx.Response(200, json={"tags": ["1"]})
 
     with RegistryClient(transport=httpx.MockTransport(handler)) as client:
@@ -372,24 +392,26 @@ def test_loopback_registries_may_use_a_loopback_realm() -> None:
 
 
 def test_credentials_never_go_over_plain_http_to_other_hosts() -> None:
+    sent_to_auth: list[httpx.Request] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "auth.insecure.test":
+            sent_to_auth.append(request)
             return httpx.Response(200, json={"token": "tok-x"})
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://auth.insecure.test/t"'})
 
-    client = RegistryClient(
-        ClientOptions(credentials={REPO.host: Credentials("u", "p")}), transport=httpx.MockTransport(handler)
-    )
-    with client, pytest.raises(Unauthorized, match="plain http"):
-        client.list_tags(REPO)
-    # ... not even when the registry is a trusted plain-http one but the realm host is not.
+    # A trusted plain-http registry whose (configured) realm host is not trusted with plain http.
     lan = Repository("registry.lan:5000", "app")
     client = RegistryClient(
-        ClientOptions(credentials={lan.host: Credentials("u", "p")}, insecure_hosts=frozenset({lan.host})),
+        ClientOptions(
+            credentials={lan.host: Credentials("u", "p")}, insecure_hosts=frozenset({lan.host}),
+            realm_hosts={lan.host: frozenset({"auth.insecure.test"})},
+        ),
         transport=httpx.MockTransport(handler),
-    )
-    with client, pytest.raises(Unauthorized, match="credentials over plain http"):
+    )  # fmt: skip
+    with client, pytest.raises(Unauthorized, match="plain http token realm"):
         client.list_tags(lan)
+    assert sent_to_auth == []
 
 
 # --- rate limits ----------------------------------------------------------------------
