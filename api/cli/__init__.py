@@ -71,7 +71,7 @@ def run(words: Sequence[str]) -> int:
             ctx.out.info(line)
         return exc.exit_code
     except KeyboardInterrupt:
-        ctx.out.info("interrupted; a change already sent goes on (`shipstack status NAME` shows it)")
+        ctx.out.info("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`shipstack logs -f | head`): stop quietly, and keep

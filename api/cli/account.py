@@ -40,7 +40,7 @@ def login(args: argparse.Namespace, ctx: Context) -> int:
                 "check the key (`shipstack keys list` on the server lists them), or ask an admin for a new one",
             ) from None
     path = userconfig.config_path(ctx.env)
-    userconfig.save(path, userconfig.StoredLogin(url=url, token=token))
+    userconfig.save(path, userconfig.Login(url=url, token=token))
     ctx.out.info(f"logged in to {url} as {me.user.name} ({', '.join(me.scopes) or 'no scopes'}); saved in {path}")
     if "deployments:write" not in me.scopes:
         ctx.out.info("note: this key cannot change deployments (it lacks deployments:write)")

@@ -105,9 +105,9 @@ class Client:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _unreachable(self, exc: httpx.TransportError) -> CliError:
+    def _unreachable(self, exc: httpx.TransportError, timeout: float = TIMEOUT_S) -> CliError:
         if isinstance(exc, httpx.TimeoutException):
-            return CliError(f"no answer from {self.url} within {TIMEOUT_S:.0f} s", EXIT_FAILED, "try again")
+            return CliError(f"no answer from {self.url} within {timeout:.0f} s", EXIT_FAILED, "try again")
         return CliError(
             f"cannot reach {self.url}: {exc}",
             EXIT_FAILED,
@@ -129,12 +129,15 @@ class Client:
     def get(self, path: str, type_: type[T], params: Mapping[str, Any] | None = None) -> T:
         return self.get_with_body(path, type_, params)[0]
 
-    def get_with_body(self, path: str, type_: type[T], params: Mapping[str, Any] | None = None) -> tuple[T, bytes]:
-        """The decoded answer and the JSON as the server sent it (what `--json` prints)."""
+    def get_with_body(
+        self, path: str, type_: type[T], params: Mapping[str, Any] | None = None, *, timeout: float = TIMEOUT_S
+    ) -> tuple[T, bytes]:
+        """The decoded answer and the JSON as the server sent it (what `--json` prints);
+        `timeout` longer than the default for a long poll."""
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.get(path, params=params, timeout=timeout)
         except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
+            raise self._unreachable(exc, timeout) from None
         return self._decode(response, type_), response.content
 
     def send(self, method: str, path: str, body: msgspec.Struct, type_: type[T]) -> T:

@@ -48,7 +48,8 @@ def _urls(ingresses: Sequence[wire.Ingress]) -> str:
 def templates(items: Sequence[wire.Template]) -> str:
     rows = []
     for t in items:
-        services = ", ".join(f"{s.name} ({s.image}:{s.port})" for s in t.services)
+        services = ", ".join(f"{s.name} ({s.image}:{s.port})" if s.image else f"{s.name} (port {s.port})"
+                             for s in t.services)  # fmt: skip
         required = sorted({e for s in t.services for e in s.requiredEnv})
         rows.append([t.name, services, ",".join(required) or "-", t.description])
     return table(["TEMPLATE", "SERVICES", "REQUIRED ENV", "DESCRIPTION"], rows)

@@ -24,12 +24,9 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
-class StoredLogin(msgspec.Struct, frozen=True):
-    url: str
-    token: str
+class Login(msgspec.Struct, frozen=True):
+    """What the file holds, and what a command uses."""
 
-
-class Credentials(msgspec.Struct, frozen=True):
     url: str
     token: str
 
@@ -52,7 +49,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def load(path: Path) -> StoredLogin | None:
+def load(path: Path) -> Login | None:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -60,12 +57,12 @@ def load(path: Path) -> StoredLogin | None:
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_AUTH, "run `shipstack login URL` again") from None
     try:
-        return msgspec.json.decode(raw, type=StoredLogin)
+        return msgspec.json.decode(raw, type=Login)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise CliError(f"{path} is not a shipstack login file", EXIT_AUTH, "run `shipstack login URL` again") from None
 
 
-def save(path: Path, login: StoredLogin) -> None:
+def save(path: Path, login: Login) -> None:
     path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     # mkdir's mode is filtered by the umask and ignored for a folder that exists.
     os.chmod(path.parent, DIR_MODE)
@@ -91,7 +88,7 @@ def remove(path: Path) -> bool:
     return True
 
 
-def resolve(env: Mapping[str, str] | None = None) -> Credentials:
+def resolve(env: Mapping[str, str] | None = None) -> Login:
     """The URL and key a command uses: the environment first, then the login file."""
     e = os.environ if env is None else env
     stored = load(config_path(e))
@@ -104,4 +101,4 @@ def resolve(env: Mapping[str, str] | None = None) -> Credentials:
             EXIT_AUTH,
             f"run `shipstack login URL` (or set {ENV_URL} and {ENV_TOKEN})",
         )
-    return Credentials(url=normalize_url(url), token=token)
+    return Login(url=normalize_url(url), token=token)

@@ -14,6 +14,7 @@ import time
 import msgspec
 
 from api.cli import render, wire
+from api.cli.client import TIMEOUT_S
 from api.cli.context import Context
 from api.cli.errors import EXIT_FAILED, EXIT_OK, ApiFailure, CliError
 
@@ -26,7 +27,7 @@ class Outcome(msgspec.Struct, frozen=True, omit_defaults=True):
 
     name: str
     operationId: str
-    status: str  # queued (with --no-wait), succeeded, failed, gone
+    status: str  # queued (with --no-wait), succeeded, failed
     message: str | None = None
     error: str | None = None
     result: dict | None = None
@@ -54,7 +55,10 @@ def wait_operation(ctx: Context, op_id: str, label: str, *, gone_is_done: bool =
                 ctx.out.status_line(f"{label}: {text}")
     except ApiFailure as exc:
         if gone_is_done and exc.status == 404:
-            return wire.End(status="gone", message="deleted")
+            return wire.End(status="gone")
+        raise
+    except KeyboardInterrupt:
+        ctx.out.info(f"stopped waiting; operation {op_id} goes on in the service")
         raise
     finally:
         events.close()
@@ -73,6 +77,9 @@ def finish_write(ctx: Context, args: argparse.Namespace, accepted: wire.Accepted
         return EXIT_OK
     delete = label.startswith("delete")
     end = wait_operation(ctx, accepted.operationId, label, gone_is_done=delete)
+    if delete and end.status == "gone":
+        # The operation went away with the deployment it deleted: that is success.
+        end = wire.End(status="succeeded", message="deleted")
     outcome = Outcome(accepted.name, accepted.operationId, end.status, end.message, end.error, end.result)
     if ctx.out.json:
         ctx.out.result(render.to_json(outcome))
@@ -92,8 +99,10 @@ def wait_settled(ctx: Context, name: str, timeout_s: float) -> tuple[wire.Status
     deadline = time.monotonic() + timeout_s
     while True:
         left = int(deadline - time.monotonic())
-        params = {"name": name, "wait": max(0, min(STATUS_POLL_S, left))}
-        status, raw = ctx.client.get_with_body("/api/deployments/status", wire.Status, params=params)
+        wait = max(0, min(STATUS_POLL_S, left))
+        status, raw = ctx.client.get_with_body(
+            "/api/deployments/status", wire.Status, params={"name": name, "wait": wait}, timeout=wait + TIMEOUT_S
+        )
         if status.status in SETTLED or left <= 0:
             return status, raw
         note = f" ({status.statusMessage})" if status.statusMessage else ""

@@ -30,23 +30,23 @@ def test_only_the_owner_can_read_the_key(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True, mode=0o755)  # a folder others can read, made earlier
     old = os.umask(0)  # the most permissive umask must not widen the modes
     try:
-        userconfig.save(path, userconfig.StoredLogin(url="http://h:1", token="ssk_secret"))
+        userconfig.save(path, userconfig.Login(url="http://h:1", token="ssk_secret"))
     finally:
         os.umask(old)
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
-    assert userconfig.load(path) == userconfig.StoredLogin(url="http://h:1", token="ssk_secret")
+    assert userconfig.load(path) == userconfig.Login(url="http://h:1", token="ssk_secret")
     assert [p.name for p in path.parent.iterdir()] == ["config.json"]  # no temporary file left
-    userconfig.save(path, userconfig.StoredLogin(url="http://h:2", token="ssk_other"))
+    userconfig.save(path, userconfig.Login(url="http://h:2", token="ssk_other"))
     assert mode(path) == 0o600 and userconfig.load(path).url == "http://h:2"  # type: ignore[union-attr]
 
 
 def test_the_environment_overrides_the_stored_login(tmp_path: Path) -> None:
     env = {"XDG_CONFIG_HOME": str(tmp_path)}
-    userconfig.save(userconfig.config_path(env), userconfig.StoredLogin(url="http://stored:1", token="ssk_stored"))
-    assert userconfig.resolve(env) == userconfig.Credentials(url="http://stored:1", token="ssk_stored")
+    userconfig.save(userconfig.config_path(env), userconfig.Login(url="http://stored:1", token="ssk_stored"))
+    assert userconfig.resolve(env) == userconfig.Login(url="http://stored:1", token="ssk_stored")
     assert userconfig.resolve({**env, "SHIPSTACK_TOKEN": "ssk_env"}).token == "ssk_env"
     both = userconfig.resolve({**env, "SHIPSTACK_URL": "other:2/", "SHIPSTACK_TOKEN": "ssk_env"})
-    assert both == userconfig.Credentials(url="http://other:2", token="ssk_env")
+    assert both == userconfig.Login(url="http://other:2", token="ssk_env")
 
 
 def test_without_a_login_a_command_says_to_log_in(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_logout_and_an_empty_key(
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     path = userconfig.config_path()
-    userconfig.save(path, userconfig.StoredLogin(url="http://h:1", token="ssk_x"))
+    userconfig.save(path, userconfig.Login(url="http://h:1", token="ssk_x"))
     assert run(["logout"]) == 0
     assert not path.exists() and f"logged out: removed {path}" in capsys.readouterr().err
     assert run(["logout"]) == 0
