@@ -48,6 +48,7 @@ _CODE_HINTS = {
     "deleting": "the deployment is being deleted; wait for `shipstack status NAME` to say it is gone",
     "not_created": "the deployment has not been created yet; wait with `shipstack status NAME --wait`",
     "rate_limited": "too many requests; wait a minute and try again",
+    "tier_limit": "delete one (`shipstack rm NAME`), or ask an admin for a larger tier",
 }
 _STATUS_HINTS = {
     400: "check the arguments (`shipstack COMMAND --help`)",

@@ -8,6 +8,7 @@ stderr, so `shipstack ls --json | jq` and `NAME=$(shipstack deploy nginx)` work.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -176,7 +177,8 @@ class Output:
         if not self.live:
             self.info(text)
             return
-        width = 120
+        # One screen line, or the next rewrite would leave the wrapped part behind.
+        width = shutil.get_terminal_size().columns - 1
         self.stderr.write("\r\x1b[K" + text[:width])
         self.stderr.flush()
         self._line_open = True
