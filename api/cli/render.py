@@ -84,11 +84,25 @@ def config(data: dict[str, str]) -> str:
     return "\n".join(f"{k}={v}" for k, v in sorted(data.items()))
 
 
-def changes(counts: dict[str, int]) -> str:
-    """`{"create": 2, "same": 5}` -> `2 to create, 5 unchanged` (Pulumi's op names)."""
-    words = {"same": "unchanged", "create": "to create", "update": "to update", "delete": "to delete",
-             "replace": "to replace"}  # fmt: skip
-    return ", ".join(f"{n} {words.get(op, op)}" for op, n in sorted(counts.items()) if n) or "no changes"
+# Pulumi's op names: (what is being done, what was done).
+_VERBS = {
+    "create": ("creating", "created"),
+    "update": ("updating", "updated"),
+    "delete": ("deleting", "deleted"),
+    "replace": ("replacing", "replaced"),
+    "same": ("keeping", "unchanged"),
+}
+
+
+def changes(counts: dict[str, int], *, done: bool = True) -> str:
+    """`{"create": 2, "same": 5}` -> `2 created, 5 unchanged`; not done: `2 to create, 5 unchanged`."""
+
+    def word(op: str) -> str:
+        if done or op == "same":
+            return _VERBS.get(op, (op, op))[1]
+        return f"to {op}"
+
+    return ", ".join(f"{n} {word(op)}" for op, n in sorted(counts.items()) if n) or "no changes"
 
 
 def history(revisions: Sequence[wire.Revision]) -> str:
@@ -108,22 +122,25 @@ def preview(p: wire.Preview) -> str:
     rows = [[s.op, s.type, s.name, ", ".join(s.diffs) or "-"] for s in p.steps if s.op != "same"]
     body = table(["OP", "TYPE", "NAME", "CHANGES"], rows) if rows else "nothing would change"
     roll = "pods would be replaced" if p.podsWillRoll else "pods would keep running"
-    return f"{body}\n\n{changes(p.changes)}; {roll}"
+    return f"{body}\n\n{changes(p.changes, done=False)}; {roll}"
 
 
 def auto_update(settings: wire.AutoUpdateSettings, state: wire.AutoUpdateStatus | None) -> str:
+    if settings.intervalSeconds:
+        interval = f"{settings.intervalSeconds} s"
+    else:
+        interval = "the service's default" + (f" ({state.intervalSeconds} s)" if state else "")
     lines = [
         ("enabled", "yes" if settings.enabled else "no"),
         ("strategy", settings.strategy),
         ("policy", settings.policy),
         ("include", settings.include),
         ("exclude", settings.exclude),
-        ("interval", f"{settings.intervalSeconds} s" if settings.intervalSeconds else "the service's default"),
+        ("interval", interval),
         ("prerelease", "yes" if settings.prerelease else "no"),
     ]
     if state is not None:
         lines += [
-            ("polled every", f"{state.intervalSeconds} s"),
             ("image", state.image),
             ("last check", state.checkedAt or "never"),
             ("next check", state.nextCheckAt),
@@ -137,10 +154,11 @@ def auto_update(settings: wire.AutoUpdateSettings, state: wire.AutoUpdateStatus 
 def progress(item: wire.Progress) -> str | None:
     """One engine event as a short line, or None for those not worth a line."""
     what = f"{item.resource or ''} {resource_name(item.urn)}".strip()
-    if item.type == "step" and item.op and item.op != "same":
-        return f"{item.op} {what}"
-    if item.type == "done" and item.op and item.op != "same":
-        return f"{item.op} {what}: done"
+    if item.type in ("step", "done") and item.op and item.op != "same":
+        if item.op not in _VERBS:  # the engine's rarer ops (create-replacement, discard, ...)
+            return f"{item.op} {what}" + (": done" if item.type == "done" else "")
+        doing, did = _VERBS[item.op]
+        return f"{doing if item.type == 'step' else did} {what}"
     if item.type == "diagnostic" and item.message:
         return f"{item.severity or 'info'}: {item.message.splitlines()[0]}"
     if item.type == "summary":

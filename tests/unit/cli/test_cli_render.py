@@ -54,7 +54,7 @@ def test_config_history_and_preview() -> None:
     ]  # fmt: skip
     lines = render.history(revisions).splitlines()
     assert lines[1].split()[:4] == ["2", "2025-01-02", "03:04:05", "succeeded"]
-    assert "4 unchanged, 1 to update" in lines[1] and lines[1].endswith("restart")
+    assert "4 unchanged, 1 updated" in lines[1] and lines[1].endswith("restart")
     assert "no changes" in lines[2]
     p = wire.Preview(
         changes={"update": 1, "same": 3},
@@ -70,14 +70,16 @@ def test_config_history_and_preview() -> None:
 def test_progress_lines() -> None:
     urn = "urn:pulumi:web::shipstack::kubernetes:apps/v1:Deployment::nginx"
     step = wire.Progress(type="step", op="create", resource="kubernetes:apps/v1:Deployment", urn=urn)
-    assert render.progress(step) == "create kubernetes:apps/v1:Deployment nginx"
+    assert render.progress(step) == "creating kubernetes:apps/v1:Deployment nginx"
     done = wire.Progress(type="done", op="create", resource="kubernetes:apps/v1:Deployment", urn=urn)
-    assert render.progress(done) == "create kubernetes:apps/v1:Deployment nginx: done"
+    assert render.progress(done) == "created kubernetes:apps/v1:Deployment nginx"
+    odd = wire.Progress(type="done", op="discard", resource="kubernetes:core/v1:Secret", urn=urn)
+    assert render.progress(odd) == "discard kubernetes:core/v1:Secret nginx: done"
     assert render.progress(wire.Progress(type="step", op="same", urn=urn)) is None
     warning = wire.Progress(type="diagnostic", severity="warning", message="slow rollout\nmore detail")
     assert render.progress(warning) == "warning: slow rollout"
     summary = wire.Progress(type="summary", changes={"create": 4}, duration_s=12.4)
-    assert render.progress(summary) == "engine finished in 12 s: 4 to create"
+    assert render.progress(summary) == "engine finished in 12 s: 4 created"
 
 
 def test_output_separates_results_from_messages() -> None:
