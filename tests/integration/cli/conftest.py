@@ -97,7 +97,8 @@ def cli(tmp_path: Path) -> Cli:
 
 
 class TcpProxy:
-    """Forwards a loopback port to `target_port`; `cut()` drops every open connection."""
+    """Forwards a loopback port to `target_port`; `cut()` drops every open connection,
+    `down()` also hangs up on new ones until the block ends (the network is out)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -105,6 +106,7 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._down = False
         threading.Thread(target=self._accept, name="proxy", daemon=True).start()
 
     def _accept(self) -> None:
@@ -113,6 +115,9 @@ class TcpProxy:
                 downstream, _ = self.listener.accept()
             except OSError:
                 return  # closed
+            if self._down:
+                downstream.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._open += [downstream, upstream]
@@ -137,6 +142,15 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
         return len(dropped) // 2
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        self._down = True
+        self.cut()
+        try:
+            yield
+        finally:
+            self._down = False
 
     def close(self) -> None:
         self.listener.close()

@@ -1,6 +1,8 @@
-"""`shipstack logs -f` in one invocation across dropped connections and a restart of
+"""`shipstack logs -f` in one invocation across dropped connections and restarts of
 the deployment: after each drop it resumes with Last-Event-ID (no line repeated or
-lost), and when the restart replaces the pod, lines of the new pod arrive."""
+lost), and when a restart replaces the pod, lines of the new pod arrive, also when
+the restart happened while the client was cut off and its Last-Event-ID names a pod
+that no longer exists."""
 
 from __future__ import annotations
 
@@ -65,14 +67,16 @@ def per_pod(lines: list[str], first_pod: str) -> dict[str, list[int]]:
     return numbers
 
 
-def test_logs_follow_resumes_after_drops_and_follows_the_new_pod(
+def test_logs_follow_resumes_after_drops_and_follows_new_pods(
     http_service: HttpService, cli: Cli, kube: Kube, proxy: TcpProxy
 ) -> None:
-    # Every request goes through the proxy, so the test can cut the connection.
+    # The follower's requests go through the proxy, so the test can cut its connection;
+    # other commands go straight to the service.
     assert cli.login(f"http://127.0.0.1:{proxy.port}", http_service.key).code == 0
-    r = cli("deploy", "nginx", "--name", NAME)
+    direct = {"SHIPSTACK_URL": http_service.url}
+    r = cli("deploy", "nginx", "--name", NAME, env=direct)
     assert r.code == 0, r.err
-    (old_pod,) = kube.running_pods(NS)
+    (first_pod,) = kube.running_pods(NS)
 
     follower = cli.popen("logs", NAME, "-f", "--tail", "2")
     assert follower.stdout is not None and follower.stderr is not None
@@ -81,25 +85,28 @@ def test_logs_follow_resumes_after_drops_and_follows_the_new_pod(
         out.wait_for("first lines", lambda lines: len(lines) >= 3)
         assert not any(PREFIX.match(line) for line in out.lines), "one pod: no prefixes"
 
+        # 1. A drop: it resumes after the last line it had.
         assert proxy.cut() >= 1
         err.wait_for("resume notice", lambda lines: resumes(lines) >= 1)
         seen = len(out.lines)
         out.wait_for("lines after the resume", lambda lines: len(lines) >= seen + 2)
 
-        r = cli("restart", NAME)
-        assert r.code == 0, r.err
-        (new_pod,) = kube.running_pods(NS)
-        assert new_pod != old_pod
-        from_new = f"[{new_pod}] "
-        out.wait_for(f"lines of {new_pod}", lambda lines: starting(lines, from_new) >= 2)
-        err.wait_for("pod notices", lambda lines: {f"-- following pod {new_pod}",
-                                                   f"-- stopped following pod {old_pod}"} <= set(lines))  # fmt: skip
+        # 2. A restart while connected: the stream moves to the new pod by itself.
+        assert cli("restart", NAME, env=direct).code == 0
+        (second_pod,) = kube.running_pods(NS)
+        assert second_pod != first_pod
+        out.wait_for(f"lines of {second_pod}", lambda lines: starting(lines, f"[{second_pod}] ") >= 2)
+        notices = {f"-- following pod {second_pod}", f"-- stopped following pod {first_pod}"}
+        err.wait_for("pod notices", lambda lines: notices <= set(lines))
 
-        before = resumes(err.lines)
-        assert proxy.cut() >= 1
-        err.wait_for("second resume", lambda lines: resumes(lines) > before)
-        seen = starting(out.lines, from_new)
-        out.wait_for("new pod's lines after the resume", lambda lines: starting(lines, from_new) > seen)
+        # 3. A restart while the network is out: the Last-Event-ID it comes back with
+        #    names a pod that is gone; the lines of the pod that replaced it arrive.
+        with proxy.down():
+            before = resumes(err.lines)
+            err.wait_for("failed reconnects", lambda lines: resumes(lines) >= before + 2)
+            assert cli("restart", NAME, env=direct).code == 0
+            (third_pod,) = kube.running_pods(NS)
+        out.wait_for(f"lines of {third_pod}", lambda lines: starting(lines, f"[{third_pod}] ") >= 2)
         assert follower.poll() is None, "still following"
     finally:
         follower.send_signal(signal.SIGINT)  # Ctrl-C
@@ -109,7 +116,10 @@ def test_logs_follow_resumes_after_drops_and_follows_the_new_pod(
             follower.kill()
             raise
     assert code == 130 and err.lines[-1] == "interrupted"
-    # Across two drops and a pod replacement: each pod's lines in order, none twice, none missing.
-    for pod, numbers in per_pod(out.lines, old_pod).items():
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), (pod, numbers)
-    assert cli("rm", NAME).code == 0
+    # Across the drops and both replacements: each pod's lines in order, none twice, none
+    # skipped while it was followed.
+    numbers = per_pod(out.lines, first_pod)
+    assert set(numbers) == {first_pod, second_pod, third_pod}
+    for pod, got in numbers.items():
+        assert got == list(range(got[0], got[0] + len(got))), (pod, got)
+    assert cli("rm", NAME, env=direct).code == 0
