@@ -87,13 +87,12 @@ def failure_of(response: httpx.Response) -> ApiFailure:
 
 
 class Client:
-    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, url: str, token: str) -> None:
         self.url = url
         self._http = httpx.Client(
             base_url=url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=TIMEOUT_S,
-            transport=transport,
         )
 
     def close(self) -> None:

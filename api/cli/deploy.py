@@ -87,4 +87,4 @@ def restart(args: argparse.Namespace, ctx: Context) -> int:
 
 def rm(args: argparse.Namespace, ctx: Context) -> int:
     accepted = ctx.client.send("POST", "/api/deployments/delete", wire.NameRequest(args.name), wire.Accepted)
-    return finish_write(ctx, args, accepted, f"delete {args.name}")
+    return finish_write(ctx, args, accepted, f"delete {args.name}", delete=True)

@@ -65,7 +65,9 @@ def wait_operation(ctx: Context, op_id: str, label: str, *, gone_is_done: bool =
     raise AssertionError("the event stream only ends with an end event or an error")
 
 
-def finish_write(ctx: Context, args: argparse.Namespace, accepted: wire.Accepted, label: str) -> int:
+def finish_write(
+    ctx: Context, args: argparse.Namespace, accepted: wire.Accepted, label: str, *, delete: bool = False
+) -> int:
     """Waits for the operation unless --no-wait; exit 0 when it succeeded, 1 when it failed."""
     if args.no_wait:
         if ctx.out.json:
@@ -75,7 +77,6 @@ def finish_write(ctx: Context, args: argparse.Namespace, accepted: wire.Accepted
             f"`shipstack status {accepted.name} --wait` waits for it"
         )
         return EXIT_OK
-    delete = label.startswith("delete")
     end = wait_operation(ctx, accepted.operationId, label, gone_is_done=delete)
     if delete and end.status == "gone":
         # The operation went away with the deployment it deleted: that is success.
@@ -83,9 +84,11 @@ def finish_write(ctx: Context, args: argparse.Namespace, accepted: wire.Accepted
     outcome = Outcome(accepted.name, accepted.operationId, end.status, end.message, end.error, end.result)
     if ctx.out.json:
         ctx.out.result(render.to_json(outcome))
-    if end.status == "failed":
+    if end.status != "succeeded":
+        # "failed", or "gone": the deployment was deleted while this operation waited.
+        reason = end.error or end.message or end.status
         raise CliError(
-            f"{label} failed (operation {accepted.operationId}): {end.error or end.message}",
+            f"{label} failed (operation {accepted.operationId}): {reason}",
             EXIT_FAILED,
             f"`shipstack status {accepted.name}` and `shipstack logs {accepted.name}` show the deployment's state",
         )
