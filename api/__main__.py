@@ -1,5 +1,6 @@
 """`python -m api serve [--host H] [--port P]` runs the service (what `make run`
-does); any other arguments go to the `shipstack` CLI (users, teams, keys)."""
+does); any other arguments go to the `shipstack` CLI (admin commands such as users,
+teams, keys, and the API client's commands)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ process holds open at once, and what each costs.
 What it does:
   1. Starts its own local cluster (toolchain/cluster.py, needs `make toolchain`), or
      uses the cluster of $KUBECONFIG when set.
-  2. Runs the service (`api.service.build_app`, plus the observe routes if
-     api/service.py does not register them yet) in a separate process under uvicorn,
+  2. Runs the service (`api.http.app.build_app`) in a separate process under uvicorn,
      with a fresh SQLite database, the rate limit off and MAX_STREAMS raised; creates
      a key and `--deployments` nginx deployments (one pod each) and waits until they
      are Ready. Streams are spread round robin over the deployments: the streams of

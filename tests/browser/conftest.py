@@ -5,7 +5,7 @@ Playwright through `executable_path`; Playwright's own browser download is never
 used. Without /usr/bin/chromium (or without the playwright package) every test
 here is skipped with the command that fixes it.
 
-The service is the real one (`api.service.build_app`: routes, operation runner,
+The service is the real one (`api.http.app.build_app`: routes, operation runner,
 auto-update scheduler) served by uvicorn on a free loopback port in a thread, on a
 fresh SQLite database, with a user who signs in with a password.
 

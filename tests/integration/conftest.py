@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
+from litestar import Litestar
 from litestar.testing import TestClient
 
 from api.auth.credentials import new_api_key
@@ -18,6 +19,8 @@ from api.http.context import context_of
 from persistence.accounts import add_user
 from persistence.keys import add_key
 from stacks.settings import Settings
+
+READ_WRITE = ("deployments:read", "deployments:write")
 
 
 @dataclass
@@ -59,16 +62,19 @@ def service(settings: Settings, database_url: str) -> Iterator[Service]:
         yield svc
 
 
+def add_user_with_key(app: Litestar, name: str = "tester", scopes: Sequence[str] = READ_WRITE) -> str:
+    """A user of a started app and an API key of it with `scopes`; answers the key."""
+    with context_of(app.state).db.writes() as db, db.begin():
+        user = add_user(db, name, password_hash=None)
+        key, prefix, digest = new_api_key()
+        add_key(db, prefix=prefix, secret_hash=digest, name="tests", user_id=user.id, scopes=list(scopes))
+    return key
+
+
 @contextlib.contextmanager
 def running_service(settings: Settings) -> Iterator[Service]:
     """The service on `settings`, with one user and a read/write key."""
     app = build_app(settings)
     with TestClient(app, timeout=120) as client:
-        with context_of(app.state).db.writes() as db, db.begin():
-            user = add_user(db, "tester", password_hash=None)
-            key, prefix, digest = new_api_key()
-            add_key(
-                db, prefix=prefix, secret_hash=digest, name="tests", user_id=user.id,
-                scopes=["deployments:read", "deployments:write"],
-            )  # fmt: skip
+        key = add_user_with_key(app)
         yield Service(client=client, settings=settings, headers={"Authorization": f"Bearer {key}"})

@@ -17,7 +17,6 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from api.auth.credentials import new_api_key
-from api.autoupdate.routes import ROUTES as AUTO_UPDATE_ROUTES
 from api.http.app import build_app
 from api.http.context import context_of
 from persistence.accounts import add_user
@@ -75,10 +74,6 @@ class Api:
 def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
     config = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": db_url})
     app = build_app(config, run_operations=False)
-    registered = {route.path for route in app.routes}
-    for handler in AUTO_UPDATE_ROUTES:  # until api/service.py registers them itself
-        if not set(handler.paths) & registered:
-            app.register(handler)
     with TestClient(app) as client:
         keys = {}
         with context_of(app.state).db.writes() as db, db.begin():

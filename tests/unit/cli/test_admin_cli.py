@@ -14,7 +14,7 @@ from api.cli import main
 from stacks.settings import Settings
 from tests.seed import MakeClient, bearer
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
