@@ -31,14 +31,8 @@ from api.principal import READ
 from api.tenancy import get_visible_deployment
 from persistence import operations as ops
 from persistence.models import Operation
-from programs.spec import (
-    KEY_AUTO_UPDATE,
-    KEY_STRATEGY,
-    STRATEGIES,
-    UPDATE_POLICIES,
-    AutoUpdate,
-    validate_auto_update,
-)
+from programs.spec import KEY_AUTO_UPDATE, KEY_STRATEGY, STRATEGIES, UPDATE_POLICIES, AutoUpdate
+from programs.validate import validate_auto_update
 from scheduler import store
 from scheduler.jobs import default_poll_interval
 from scheduler.targets import ConfigCache

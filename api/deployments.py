@@ -60,8 +60,11 @@ from api.tiers import check_tier_limit
 from persistence import operations as ops
 from persistence.billing import record_billing_event
 from persistence.models import Deployment, Operation
-from programs.spec import DeploymentSpec, generate_name, validate_env, validate_image, validate_spec
+from programs.images import validate_image
+from programs.names import generate_name
+from programs.spec import DeploymentSpec
 from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
+from programs.validate import validate_env, validate_spec
 from stacks import engine, stackconfig
 from stacks.changes import Change, apply_change
 from stacks.settings import Settings

@@ -124,7 +124,7 @@ from api.principal import READ, Principal
 from api.tenancy import get_visible_deployment
 from persistence import operations as ops
 from persistence.models import Deployment
-from programs.deployment import LABEL_DEPLOYMENT, label_selector
+from programs.labels import LABEL_DEPLOYMENT, label_selector
 from programs.spec import DeploymentSpec, namespace_for
 from programs.templates import load_catalog
 from stacks.settings import Settings

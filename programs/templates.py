@@ -29,12 +29,9 @@ from urllib.parse import quote
 import msgspec
 import yaml
 
-from programs.spec import (
-    DeploymentSpec,
-    validate_env_key,
-    validate_image,
-    validate_port,
-)
+from programs.images import validate_image
+from programs.spec import DeploymentSpec
+from programs.validate import validate_env_key, validate_port
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 RAW_IMAGE_TEMPLATE = "image"
@@ -214,7 +211,7 @@ def keep_generated_env(template: Template, current: Mapping[str, str], new: Mapp
 
 
 def validate_for_template(template: Template, spec: DeploymentSpec) -> list[str]:
-    """The template-specific rules for `spec` (see `spec.validate_spec` for the rest)."""
+    """The template-specific rules for `spec` (see `programs.validate.validate_spec` for the rest)."""
     errors: list[str] = []
     if spec.template != template.name:
         errors.append(f"spec is for template {spec.template!r}, not {template.name!r}")

@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import msgspec
 
-from programs.spec import ImageRef, parse_image_ref
+from programs.images import ImageRef, parse_image_ref
 
 # The digest of a tag depends on the Accept header (a registry may convert an index
 # into a single manifest for an old client), so every HEAD sends this same list.

@@ -32,7 +32,8 @@ from persistence import operations as ops
 from persistence.base import utcnow
 from persistence.billing import record_billing_event
 from persistence.models import Deployment, Operation
-from programs.spec import DeploymentSpec, describe_change
+from programs.describe import describe_change
+from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
 from stacks import engine
 from stacks.changes import Change, apply_change, with_placement

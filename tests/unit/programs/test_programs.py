@@ -22,26 +22,20 @@ from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 
 from programs import deployment
-from programs.deployment import (
-    ANNOTATION_ENV_CHECKSUM,
-    ANNOTATION_RESTARTED_AT,
-    ANNOTATION_SKIP_AWAIT,
-    InvalidSpecError,
-    build,
-    make_provider,
-    program_from_config,
-)
+from programs.deployment import InvalidSpecError, build, program_from_config
+from programs.labels import ANNOTATION_SKIP_AWAIT
+from programs.provider import make_provider
 from programs.spec import (
     KEY_CLUSTER_IDENTIFIER,
     KEY_KUBECONFIG,
     PROGRAM_VERSION,
     DeploymentSpec,
     SpecConfigError,
-    env_checksum,
     spec_to_config,
 )
+from programs.workload import ANNOTATION_ENV_CHECKSUM, ANNOTATION_RESTARTED_AT, env_checksum
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE = "kubernetes:core/v1:Namespace"
 SECRET = "kubernetes:core/v1:Secret"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
