@@ -37,6 +37,38 @@ def _or_default(value: object) -> str:
     return "default" if value is None else str(value)
 
 
+# The order fields are named in; a field changes the message in one of the ways below.
+_FIELDS = (
+    "restart_stamp",
+    "template",
+    "image",
+    "container_port",
+    "env",
+    "visibility",
+    "replicas",
+    "strategy",
+    "auto_update",
+    "base_domain",
+    "ingress_controller",
+    "program_version",
+    "name",
+)
+_LABELS = {"container_port": "port", "base_domain": "base domain", "program_version": "program version"}
+
+
+def _describe_field(field: str, old: DeploymentSpec, new: DeploymentSpec) -> str:
+    before, after = getattr(old, field), getattr(new, field)
+    if field == "restart_stamp":
+        return "restart" if after else "restart stamp cleared"
+    if field == "env":
+        return f"config: {describe_env_change(before, after)}"
+    if field == "auto_update":
+        return _describe_auto_update(before, after, new.strategy)
+    if field == "ingress_controller":
+        return f"ingress controller {'on' if after else 'off'}"
+    return f"{_LABELS.get(field, field)} {_or_default(before)} -> {_or_default(after)}"
+
+
 def describe_change(old: DeploymentSpec | None, new: DeploymentSpec) -> str:
     """A one-line revision message for going from `old` to `new` (None: a create).
 
@@ -47,35 +79,7 @@ def describe_change(old: DeploymentSpec | None, new: DeploymentSpec) -> str:
         if new.template == "image" and new.image:
             return f"create image {new.image}"
         return f"create {new.template}"
-
-    parts: list[str] = []
-    if new.restart_stamp != old.restart_stamp:
-        parts.append("restart" if new.restart_stamp else "restart stamp cleared")
-    if new.template != old.template:
-        parts.append(f"template {old.template} -> {new.template}")
-    if new.image != old.image:
-        parts.append(f"image {_or_default(old.image)} -> {_or_default(new.image)}")
-    if new.container_port != old.container_port:
-        parts.append(f"port {_or_default(old.container_port)} -> {_or_default(new.container_port)}")
-    env_change = describe_env_change(old.env, new.env)
-    if env_change:
-        parts.append(f"config: {env_change}")
-    if new.visibility != old.visibility:
-        parts.append(f"visibility {old.visibility} -> {new.visibility}")
-    if new.replicas != old.replicas:
-        parts.append(f"replicas {old.replicas} -> {new.replicas}")
-    if new.strategy != old.strategy:
-        parts.append(f"strategy {old.strategy} -> {new.strategy}")
-    if new.auto_update != old.auto_update:
-        parts.append(_describe_auto_update(old.auto_update, new.auto_update, new.strategy))
-    if new.base_domain != old.base_domain:
-        parts.append(f"base domain {old.base_domain} -> {new.base_domain}")
-    if new.ingress_controller != old.ingress_controller:
-        parts.append(f"ingress controller {'on' if new.ingress_controller else 'off'}")
-    if new.program_version != old.program_version:
-        parts.append(f"program version {old.program_version} -> {new.program_version}")
-    if new.name != old.name:
-        parts.append(f"name {old.name} -> {new.name}")
+    parts = [_describe_field(field, old, new) for field in _FIELDS if getattr(old, field) != getattr(new, field)]
     return "; ".join(parts) if parts else "no changes"
 
 
@@ -84,15 +88,11 @@ def _describe_auto_update(old: AutoUpdate, new: AutoUpdate, strategy: str) -> st
         return f"auto-update enabled ({strategy}, {new.policy})"
     if old.enabled and not new.enabled:
         return "auto-update disabled"
-    changes = []
-    if new.policy != old.policy:
-        changes.append(f"policy {old.policy} -> {new.policy}")
-    if new.include != old.include:
-        changes.append("include filter changed")
-    if new.exclude != old.exclude:
-        changes.append("exclude filter changed")
-    if new.interval_s != old.interval_s:
-        changes.append(f"interval {_or_default(old.interval_s)} -> {_or_default(new.interval_s)}")
-    if new.prerelease != old.prerelease:
-        changes.append(f"prereleases {'included' if new.prerelease else 'excluded'}")
-    return "auto-update " + ", ".join(changes)
+    candidates = (
+        (new.policy != old.policy, f"policy {old.policy} -> {new.policy}"),
+        (new.include != old.include, "include filter changed"),
+        (new.exclude != old.exclude, "exclude filter changed"),
+        (new.interval_s != old.interval_s, f"interval {_or_default(old.interval_s)} -> {_or_default(new.interval_s)}"),
+        (new.prerelease != old.prerelease, f"prereleases {'included' if new.prerelease else 'excluded'}"),
+    )
+    return "auto-update " + ", ".join(text for changed, text in candidates if changed)
