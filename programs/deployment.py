@@ -7,7 +7,10 @@ nothing from the environment: `program_from_config()` is the entry point for bot
 What a deployment looks like in the cluster (names are fixed, never auto-suffixed, so
 logs, metrics and events can find them from the spec alone):
 
-    Namespace  sd-<name>                     (programs.namespace)
+    Namespace      sd-<name>                 (programs.namespace)
+      NetworkPolicy  isolation  in: own namespace + ingress controller; out: no private ranges
+      ResourceQuota  quota      pods, CPU/memory limits, claims, storage; no NodePort/LB
+      LimitRange     limits     the largest container, and a default size
       per service <svc> of the template:
         Secret                 <svc>-env    the service's env (data, base64)   (programs.workload)
         PersistentVolumeClaim  <svc>-data   when the template asks for a volume
@@ -22,6 +25,7 @@ to whatever KUBECONFIG the service process happens to have.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pulumi
@@ -29,7 +33,7 @@ import pulumi_kubernetes as k8s
 
 from programs import exposure, workload
 from programs.labels import label_selector
-from programs.namespace import namespace
+from programs.namespace import guards, namespace
 from programs.provider import DEFAULT_CLUSTER_IDENTIFIER, make_provider
 from programs.scope import AWAIT_TIMEOUT_S, Scope
 from programs.spec import (
@@ -64,6 +68,9 @@ _LOADED = (
     k8s.core.v1.PersistentVolumeClaim,
     k8s.apps.v1.Deployment,
     k8s.networking.v1.Ingress,
+    k8s.networking.v1.NetworkPolicy,
+    k8s.core.v1.ResourceQuota,
+    k8s.core.v1.LimitRange,
     k8s.meta.v1.ObjectMetaArgs,
 )
 
@@ -134,6 +141,7 @@ def build(
     services = resolve_services(template, spec)
 
     scope = Scope(spec=spec, provider=provider, namespace=namespace(spec, provider), await_timeout_s=await_timeout_s)
+    scope = dataclasses.replace(scope, guards=guards(scope, services))
     for svc in services:
         _service_resources(scope, svc)
 

@@ -50,10 +50,18 @@ _FIELDS = (
     "auto_update",
     "base_domain",
     "ingress_controller",
+    "tenancy",
     "program_version",
     "name",
 )
 _LABELS = {"container_port": "port", "base_domain": "base domain", "program_version": "program version"}
+_TENANCY_LABELS = {
+    "ingress_namespace": "ingress namespace",
+    "egress_deny": "egress rules",
+    "quota": "quota",
+    "container_max": "container max",
+    "resources": "container sizes",
+}
 
 
 def _describe_field(field: str, old: DeploymentSpec, new: DeploymentSpec) -> str:
@@ -66,6 +74,9 @@ def _describe_field(field: str, old: DeploymentSpec, new: DeploymentSpec) -> str
         return _describe_auto_update(before, after, new.strategy)
     if field == "ingress_controller":
         return f"ingress controller {'on' if after else 'off'}"
+    if field == "tenancy":
+        changed = [label for name, label in _TENANCY_LABELS.items() if getattr(before, name) != getattr(after, name)]
+        return f"namespace rules changed: {', '.join(changed)}"
     return f"{_LABELS.get(field, field)} {_or_default(before)} -> {_or_default(after)}"
 
 

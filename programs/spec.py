@@ -19,10 +19,13 @@ from typing import Literal, get_args
 
 import msgspec
 
+from programs.tenancy import Tenancy
+
 # Bump when the program renders different Kubernetes objects for the same spec. It is
 # stored in config, so `pulumi stack history` shows which program produced a revision,
 # and an old program refuses a spec written by a newer one (see `check_program_version`).
-PROGRAM_VERSION = 1
+# 2: NetworkPolicy, ResourceQuota, LimitRange, container resources and security context.
+PROGRAM_VERSION = 2
 
 Visibility = Literal["public", "internal"]
 Strategy = Literal["rolling", "recreate"]
@@ -50,6 +53,7 @@ KEY_AUTO_UPDATE = "shipstack:autoUpdate"
 KEY_RESTART_STAMP = "shipstack:restartStamp"
 KEY_BASE_DOMAIN = "shipstack:baseDomain"
 KEY_INGRESS_CONTROLLER = "shipstack:ingressController"
+KEY_TENANCY = "shipstack:tenancy"
 KEY_PROGRAM_VERSION = "shipstack:programVersion"
 
 # Keys the program reads that are NOT part of the spec: they describe where the stack
@@ -72,6 +76,7 @@ SPEC_CONFIG_KEYS: tuple[str, ...] = (
     KEY_RESTART_STAMP,
     KEY_BASE_DOMAIN,
     KEY_INGRESS_CONTROLLER,
+    KEY_TENANCY,
     KEY_PROGRAM_VERSION,
 )
 SECRET_CONFIG_KEYS: frozenset[str] = frozenset({KEY_ENV, KEY_KUBECONFIG})
@@ -111,6 +116,9 @@ class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
     auto_update: AutoUpdate = msgspec.field(default_factory=AutoUpdate)
     restart_stamp: str | None = None
     ingress_controller: bool = True
+    # Set by the operator, not the user: what confines the namespace (network policy,
+    # quota, container sizes). Placement, like base_domain: see `with_placement`.
+    tenancy: Tenancy = msgspec.field(default_factory=Tenancy)
     program_version: int = PROGRAM_VERSION
 
     def __repr__(self) -> str:
@@ -179,6 +187,7 @@ def spec_to_config(spec: DeploymentSpec) -> dict[str, tuple[str, bool]]:
         KEY_RESTART_STAMP: (spec.restart_stamp or "", False),
         KEY_BASE_DOMAIN: (spec.base_domain, False),
         KEY_INGRESS_CONTROLLER: ("true" if spec.ingress_controller else "false", False),
+        KEY_TENANCY: (_json(spec.tenancy), False),
         KEY_PROGRAM_VERSION: (str(spec.program_version), False),
     }
 
@@ -248,12 +257,13 @@ def config_to_spec(config: Mapping[str, str]) -> DeploymentSpec:
         except msgspec.DecodeError:
             # Deliberately without the decoder's message: it may quote a secret value.
             raise SpecConfigError(f"config key {KEY_ENV} is not a JSON object of strings") from None
-    auto_json = _optional(config, KEY_AUTO_UPDATE)
-    if auto_json is not None:
-        try:
-            raw["auto_update"] = msgspec.json.decode(auto_json, type=AutoUpdate)
-        except msgspec.DecodeError as exc:
-            raise SpecConfigError(f"config key {KEY_AUTO_UPDATE}: {exc}") from None
+    for field, key, kind in (("auto_update", KEY_AUTO_UPDATE, AutoUpdate), ("tenancy", KEY_TENANCY, Tenancy)):
+        text = _optional(config, key)
+        if text is not None:
+            try:
+                raw[field] = msgspec.json.decode(text, type=kind)
+            except msgspec.DecodeError as exc:
+                raise SpecConfigError(f"config key {key}: {exc}") from None
 
     try:
         return msgspec.convert(raw, DeploymentSpec)

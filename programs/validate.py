@@ -24,6 +24,7 @@ from programs.spec import (
     AutoUpdate,
     DeploymentSpec,
 )
+from programs.tenancy import validate_tenancy
 
 MAX_ENV_VARS = 100
 MAX_ENV_VALUE_BYTES = 32 * 1024
@@ -163,7 +164,7 @@ def validate_spec(spec: DeploymentSpec) -> list[str]:
     """Every rule that can be checked without the template catalog.
 
     `programs.templates.validate_for_template` adds the template-specific ones
-    (known template, required env, raw image present).
+    (known template, required env, raw image present, fits its namespace).
     """
     errors: list[str] = []
     for error in (
@@ -183,4 +184,5 @@ def validate_spec(spec: DeploymentSpec) -> list[str]:
         errors.append(f"strategy must be one of {', '.join(STRATEGIES)}")
     errors.extend(validate_env(spec.env))
     errors.extend(validate_auto_update(spec.auto_update))
+    errors.extend(validate_tenancy(spec.tenancy))
     return errors

@@ -174,7 +174,8 @@ def test_every_object_uses_the_explicit_provider(monkeypatch: pytest.MonkeyPatch
     r = deploy(spec(template="webapp", env={"POSTGRES_PASSWORD": "pw"}), monkeypatch)
     assert len(r.of(PROVIDER)) == 1
     k8s_objects = [x for x in r.created if x.typ.startswith("kubernetes:")]
-    assert len(k8s_objects) == 9  # namespace + app (4) + db (4)
+    # namespace + its policy, quota and limit range + app (4) + db (4)
+    assert len(k8s_objects) == 12
     for obj in k8s_objects:
         # A provider reference is "<provider urn>::<provider id>".
         assert obj.provider.endswith(f"${PROVIDER}::k8s::k8s-id"), obj.name
