@@ -135,7 +135,8 @@ def build(
     template = (catalog if catalog is not None else load_catalog()).get(spec.template)
     if template is None:
         raise InvalidSpecError(f"unknown template {spec.template!r}")
-    errors = validate_spec(spec) + validate_for_template(template, spec)
+    # The template rules resolve the services, which needs a spec that passed its own.
+    errors = validate_spec(spec) or validate_for_template(template, spec)
     if errors:
         raise InvalidSpecError("; ".join(errors))
     services = resolve_services(template, spec)

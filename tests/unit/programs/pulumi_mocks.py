@@ -123,3 +123,20 @@ def run(program: Callable[[], dict[str, Any] | None], monkeypatch: pytest.Monkey
 
 def deploy(s: DeploymentSpec, monkeypatch: pytest.MonkeyPatch) -> Run:
     return run(lambda: build(s, make_provider(KUBECONFIG)), monkeypatch)
+
+
+def attempt(s: DeploymentSpec) -> tuple[list[MockResourceArgs], Exception | None]:
+    """Everything `build(s)` registered, and the error it raised (None: it rendered)."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="shipstack", stack="test", preview=False, monitor=MockMonitor(mocks))
+    error: list[Exception] = []
+
+    @pulumi.runtime.test
+    def _program() -> None:
+        try:
+            build(s, make_provider(KUBECONFIG))
+        except Exception as exc:
+            error.append(exc)
+
+    _program()
+    return mocks.created, (error[0] if error else None)
