@@ -10,6 +10,9 @@ Pure, no pulumi import (cheap for the API and the scheduler):
 - `programs.templates` + `programs/templates/*.yaml`: the template catalog as data,
   env wiring between services, generated secrets.
 - `programs.labels`: names, labels and annotations of a deployment's objects.
+- `programs.tenancy`: the operator's namespace rules (network, quota, container sizes);
+  `programs.quantities` reads CPU/memory amounts, `programs.budget` checks a
+  deployment fits its namespace.
 
 The Pulumi program:
 - `programs.deployment`: `program_from_config()`, the entry point, and `build()`.
