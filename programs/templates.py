@@ -7,8 +7,9 @@ the concrete per-service settings the Pulumi program renders. Everything here is
 and pulumi-free, so the API can validate requests and list the catalog cheaply.
 
 How a deployment's single env map reaches its services (later wins):
-1. the service's `env` defaults, where `${KEY}` (or `${KEY|url}`, URL-escaped) is
-   replaced by the deployment env's KEY;
+1. the service's `env` defaults, where `${KEY}` is replaced by the deployment env's
+   KEY (`${KEY|url}`: URL-escaped; `${KEY|hex}`: every UTF-8 byte as `\\xHH`, for a
+   double-quoted string in a C-style config file such as redis.conf);
 2. the keys the service declares in `required_env` / `generated_secrets`;
 3. with `user_env: true` (the default) every deployment env var.
 The image and port overrides in the spec apply to the first service, the "primary"
@@ -29,12 +30,11 @@ from urllib.parse import quote
 import msgspec
 import yaml
 
-from programs.spec import (
-    DeploymentSpec,
-    validate_env_key,
-    validate_image,
-    validate_port,
-)
+from programs.budget import budget_errors
+from programs.images import validate_image
+from programs.spec import DeploymentSpec
+from programs.tenancy import Resources, validate_resources
+from programs.validate import validate_env_key, validate_port
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 RAW_IMAGE_TEMPLATE = "image"
@@ -47,7 +47,7 @@ _SECRET_ALPHABET = string.ascii_letters + string.digits
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _TEMPLATE_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _QUANTITY = re.compile(r"[1-9][0-9]*(Mi|Gi|Ti)")
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\|url)?\}")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:\|(url|hex))?\}")
 
 
 class Volume(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -63,6 +63,11 @@ class Service(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     name: str
     image: str
     port: int
+    # Requests and limits of its container; the operator may replace them
+    # (`Tenancy.resources`). Required: every container shipstack runs is sized.
+    resources: Resources
+    # Replaces the image's entrypoint when set (never user input: templates only).
+    command: tuple[str, ...] = ()
     public: bool = False
     env: dict[str, str] = msgspec.field(default_factory=dict)
     required_env: tuple[str, ...] = ()
@@ -120,6 +125,7 @@ def validate_template(template: Template) -> list[str]:
         port_error = validate_port(service.port)
         if port_error:
             errors.append(f"{where}: {port_error}")
+        errors.extend(validate_resources(where, service.resources))
         for key in (*service.env, *service.required_env, *service.generated_secrets):
             key_error = validate_env_key(key)
             if key_error:
@@ -214,7 +220,7 @@ def keep_generated_env(template: Template, current: Mapping[str, str], new: Mapp
 
 
 def validate_for_template(template: Template, spec: DeploymentSpec) -> list[str]:
-    """The template-specific rules for `spec` (see `spec.validate_spec` for the rest)."""
+    """The template-specific rules for `spec` (see `programs.validate.validate_spec` for the rest)."""
     errors: list[str] = []
     if spec.template != template.name:
         errors.append(f"spec is for template {spec.template!r}, not {template.name!r}")
@@ -223,6 +229,7 @@ def validate_for_template(template: Template, spec: DeploymentSpec) -> list[str]
     missing = required_missing(template, spec.env)
     if missing:
         errors.append(f"missing required env vars: {', '.join(missing)}")
+    errors.extend(budget_errors(resolve_services(template, spec), spec.tenancy))
     return errors
 
 
@@ -241,7 +248,11 @@ def host_for(spec: DeploymentSpec, service: str, first: bool) -> str:
 def _interpolate(value: str, env: Mapping[str, str]) -> str:
     def substitute(match: re.Match[str]) -> str:
         found = env.get(match.group(1), "")
-        return quote(found, safe="") if match.group(2) else found
+        if match.group(2) == "url":
+            return quote(found, safe="")
+        if match.group(2) == "hex":
+            return "".join(f"\\x{byte:02x}" for byte in found.encode())
+        return found
 
     return _REFERENCE.sub(substitute, value)
 
@@ -258,6 +269,8 @@ class ResolvedService(msgspec.Struct, frozen=True, kw_only=True):
     volume: Volume | None
     host: str | None  # None: no Ingress
     primary: bool
+    resources: Resources
+    command: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # `env` holds secret values: keep them out of logs and tracebacks.
@@ -309,6 +322,8 @@ def resolve_services(template: Template, spec: DeploymentSpec) -> list[ResolvedS
                 volume=service.volume,
                 host=host,
                 primary=primary,
+                resources=spec.tenancy.resources.get(template.name, {}).get(service.name, service.resources),
+                command=service.command,
             )
         )
     return resolved

@@ -25,15 +25,8 @@ from sqlalchemy.orm import Session
 from persistence import operations as ops
 from persistence.enums import DeploymentStatus
 from persistence.models import Deployment, Operation
-from programs.spec import (
-    KEY_AUTO_UPDATE,
-    KEY_IMAGE,
-    KEY_STRATEGY,
-    KEY_TEMPLATE,
-    AutoUpdate,
-    ImageRef,
-    parse_image_ref,
-)
+from programs.images import ImageRef, parse_image_ref
+from programs.spec import KEY_AUTO_UPDATE, KEY_IMAGE, KEY_STRATEGY, KEY_TEMPLATE, AutoUpdate
 from programs.templates import load_catalog
 from scheduler.registry import Repository, repository_of
 from stacks import stackconfig

@@ -13,6 +13,7 @@ import msgspec
 
 from programs.spec import AutoUpdate, DeploymentSpec
 from programs.templates import Template, keep_generated_env
+from programs.tenancy import Tenancy
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -43,6 +44,15 @@ def apply_change(current: DeploymentSpec, change: Change, template: Template | N
     return msgspec.structs.replace(current, **updates) if updates else current
 
 
-def with_placement(spec: DeploymentSpec, base_domain: str, ingress_controller: bool) -> DeploymentSpec:
-    """Where the service deploys now wins over what an old revision recorded."""
-    return msgspec.structs.replace(spec, base_domain=base_domain, ingress_controller=ingress_controller)
+def with_placement(
+    spec: DeploymentSpec, base_domain: str, ingress_controller: bool, tenancy: Tenancy | None = None
+) -> DeploymentSpec:
+    """Where the service deploys now wins over what an old revision recorded.
+
+    `tenancy` (the operator's namespace rules) is kept from the spec when None; the
+    spec stores only the resource overrides of its own template.
+    """
+    placed = msgspec.structs.replace(spec, base_domain=base_domain, ingress_controller=ingress_controller)
+    if tenancy is not None:
+        placed = msgspec.structs.replace(placed, tenancy=tenancy.for_template(spec.template))
+    return placed

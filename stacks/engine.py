@@ -23,7 +23,7 @@ from pulumi import automation as auto
 
 from programs.deployment import program_from_config
 from programs.spec import KEY_AWAIT_TIMEOUT, DeploymentSpec, config_to_spec, spec_to_config
-from stacks import stackconfig, workspace
+from stacks import ownership, stackconfig, workspace
 from stacks.settings import Settings
 
 # Keys that are not part of the deployment's spec: they describe where it runs.
@@ -155,6 +155,7 @@ def _short(text: str, limit: int = 2000) -> str:
 
 def apply(settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None) -> ApplyResult:
     """Writes the spec into the stack's config and runs `up`."""
+    ownership.check_namespace(settings.kubeconfig, spec.name)
     stack = _stack(settings, spec.name)
     stack.set_all_config(stack_config(spec, settings))
     collector = _Collector(on_event)

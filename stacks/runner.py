@@ -33,7 +33,8 @@ from persistence.base import utcnow
 from persistence.billing import record_billing_event
 from persistence.enums import DeploymentStatus, OperationKind
 from persistence.models import Deployment, Operation
-from programs.spec import DeploymentSpec, describe_change
+from programs.describe import describe_change
+from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
 from stacks import engine
 from stacks.changes import Change, apply_change, with_placement
@@ -258,13 +259,10 @@ class Runner:
                 raise engine.EngineError(f"deployment {name} has no configuration yet; it was never created")
             change = msgspec.convert(payload.get("change", {}), Change)
             if change.rollback_version is not None:
-                target = engine.spec_at(self.settings, name, change.rollback_version)
-                target = with_placement(
-                    target, self.settings.service.base_domain, self.settings.service.ingress_controller
-                )
+                target = self._placed(engine.spec_at(self.settings, name, change.rollback_version))
                 message = f"rollback to revision {change.rollback_version}: {describe_change(current, target)}"
             else:
-                target = apply_change(current, change, load_catalog().get(current.template))
+                target = self._placed(apply_change(current, change, load_catalog().get(current.template)))
                 message = describe_change(current, target)
                 if op.kind == OperationKind.AUTO_UPDATE:
                     expected = (payload.get("auto_update") or {}).get("expect_image", current.image)
@@ -286,6 +284,12 @@ class Runner:
                 dep.visibility = target.visibility
                 dep.revision = (dep.revision or 0) + 1
         return message, {"changed": True, "changes": applied.changes}
+
+    def _placed(self, spec: DeploymentSpec) -> DeploymentSpec:
+        """Where and how the service deploys now (domain, ingress, the namespace's
+        confinement) wins over what the spec recorded."""
+        service = self.settings.service
+        return with_placement(spec, service.base_domain, service.ingress_controller, self.settings.tenancy)
 
     def _delete(self, op: Operation, on_event: Callable[[dict[str, Any]], None]) -> tuple[str, dict[str, Any]]:
         name = op.deployment_name

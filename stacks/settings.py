@@ -20,6 +20,16 @@ from typing import TypeVar
 
 import msgspec
 
+from programs.tenancy import (
+    PRIVATE_NETWORKS,
+    Compute,
+    Quota,
+    Resources,
+    Tenancy,
+    parse_label_selector,
+    validate_tenancy,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PASSPHRASE = "shipstack-local-passphrase"
 
@@ -51,6 +61,22 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SHIPSTACK_BILLING", "false", "enforce tier limits (free 1, business 10, enterprise unlimited)"),
     Variable("SHIPSTACK_ROLLOUT_TIMEOUT", "300",
              "seconds a rollout may take before the update fails (and an auto-update is rolled back)"),
+    Variable("SHIPSTACK_INGRESS_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=ingress-nginx",
+             "labels of the ingress controller's namespace: the only other namespace a deployment's pods accept "
+             "traffic from"),
+    Variable("SHIPSTACK_EGRESS_DENY", "the private ranges",
+             "comma-separated CIDRs pods may not reach (default: every private, link-local and loopback range); "
+             "`none` opens egress"),
+    Variable("SHIPSTACK_QUOTA_CPU", "16", "CPU limits all pods of one deployment may add up to"),
+    Variable("SHIPSTACK_QUOTA_MEMORY", "16Gi", "memory limits all pods of one deployment may add up to"),
+    Variable("SHIPSTACK_QUOTA_PODS", "40", "pods per deployment"),
+    Variable("SHIPSTACK_QUOTA_VOLUME_CLAIMS", "4", "volume claims per deployment"),
+    Variable("SHIPSTACK_QUOTA_STORAGE", "20Gi", "storage per deployment"),
+    Variable("SHIPSTACK_CONTAINER_MAX_CPU", "4", "largest CPU limit of one container"),
+    Variable("SHIPSTACK_CONTAINER_MAX_MEMORY", "8Gi", "largest memory limit of one container"),
+    Variable("SHIPSTACK_RESOURCES", "",
+             'JSON `{"template": {"service": {"requests": {"cpu", "memory"}, "limits": {...}}}}` replacing the '
+             "sizes a template file gives its containers"),
     Variable("SHIPSTACK_RATE_LIMIT", "600", "requests per minute per API key or session (429 beyond)"),
     Variable("SHIPSTACK_SESSION_TTL", "43200", "seconds a browser session lasts"),
     Variable("SHIPSTACK_SECURE_COOKIES", "false", "set `true` behind TLS"),
@@ -158,6 +184,9 @@ class RegistrySettings(msgspec.Struct, frozen=True, kw_only=True):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service: ServiceSettings
     engine: EngineSettings
+    # What confines each deployment's namespace (network, quota, sizes): it travels
+    # into the stack config with the spec, so the program reads it from there.
+    tenancy: Tenancy = Tenancy()
     auth: AuthSettings = AuthSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     registry: RegistrySettings = RegistrySettings()
@@ -187,6 +216,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 rollout_timeout_s=e.parse("SHIPSTACK_ROLLOUT_TIMEOUT", _positive(int)),
                 path=f"{cache / 'bin'}{os.pathsep}{e.raw.get('PATH', '')}",
             ),
+            tenancy=_tenancy(e),
             auth=AuthSettings(
                 rate_limit_per_minute=e.parse("SHIPSTACK_RATE_LIMIT", _non_negative(int)),
                 session_ttl_s=e.parse("SHIPSTACK_SESSION_TTL", _positive(int)),
@@ -275,6 +305,41 @@ def _host_set(text: str) -> frozenset[str]:
     return frozenset(h.strip() for h in text.split(",") if h.strip())
 
 
+def _tenancy(e: _Env) -> Tenancy:
+    deny = e.raw.get("SHIPSTACK_EGRESS_DENY")
+    tenancy = Tenancy(
+        ingress_namespace=e.parse("SHIPSTACK_INGRESS_NAMESPACE_SELECTOR", parse_label_selector),
+        egress_deny=PRIVATE_NETWORKS if not deny else () if deny.strip() == "none" else tuple(_host_set(deny)),
+        quota=Quota(
+            cpu=e.text("SHIPSTACK_QUOTA_CPU"),
+            memory=e.text("SHIPSTACK_QUOTA_MEMORY"),
+            pods=e.parse("SHIPSTACK_QUOTA_PODS", _positive(int)),
+            volume_claims=e.parse("SHIPSTACK_QUOTA_VOLUME_CLAIMS", _non_negative(int)),
+            storage=e.text("SHIPSTACK_QUOTA_STORAGE"),
+        ),
+        container_max=Compute(
+            cpu=e.text("SHIPSTACK_CONTAINER_MAX_CPU"), memory=e.text("SHIPSTACK_CONTAINER_MAX_MEMORY")
+        ),
+        resources=e.parse("SHIPSTACK_RESOURCES", _resources),
+    )
+    errors = validate_tenancy(tenancy)
+    if errors:
+        raise SettingsError(
+            "the namespace settings (SHIPSTACK_QUOTA_*, SHIPSTACK_CONTAINER_MAX_*, "
+            f"SHIPSTACK_RESOURCES, SHIPSTACK_EGRESS_DENY) are not valid: {'; '.join(errors)}"
+        )
+    return tenancy
+
+
+def _resources(text: str) -> dict[str, dict[str, Resources]]:
+    if not text:
+        return {}
+    try:
+        return msgspec.json.decode(text, type=dict[str, dict[str, Resources]])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"expected JSON {{template: {{service: {{requests, limits}}}}}}: {exc}") from None
+
+
 def _networks(text: str) -> frozenset[str]:
     """Hosts and CIDR networks; a `/` entry that is not a network fails at start, not at the first poll."""
     entries = _host_set(text)
@@ -307,7 +372,8 @@ def readme_table() -> str:
     """The README's settings table (`python -m stacks.settings` prints it)."""
 
     def cell(default: str) -> str:
-        return "none" if not default else default if default == "the local cluster's" else f"`{default}`"
+        described = ("the local cluster's", "the private ranges")
+        return "none" if not default else default if default in described else f"`{default}`"
 
     rows = [f"| `{v.name}` | {cell(v.default)} | {v.meaning} |" for v in VARIABLES]
     return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows])

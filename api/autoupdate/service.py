@@ -33,7 +33,8 @@ from api.deployments.service import enqueue_change, invalid, managed
 from api.deployments.tenancy import get_visible_deployment
 from api.errors import Internal
 from persistence.enums import OperationKind
-from programs.spec import KEY_AUTO_UPDATE, KEY_STRATEGY, STRATEGIES, UPDATE_POLICIES, AutoUpdate, validate_auto_update
+from programs.spec import KEY_AUTO_UPDATE, KEY_STRATEGY, STRATEGIES, UPDATE_POLICIES, AutoUpdate
+from programs.validate import validate_auto_update
 from scheduler import store
 from scheduler.targets import ConfigCache
 from stacks.changes import Change

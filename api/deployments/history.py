@@ -26,18 +26,10 @@ from api.deployments.schemas import (
 from api.deployments.service import invalid, managed
 from api.deployments.tenancy import get_visible_deployment
 from api.errors import Conflict, Unavailable
-from programs.spec import (
-    KEY_ENV,
-    KEY_ENV_KEYS,
-    AutoUpdate,
-    DeploymentSpec,
-    SpecConfigError,
-    config_to_spec,
-    validate_env,
-    validate_image,
-    validate_spec,
-)
+from programs.images import validate_image
+from programs.spec import KEY_ENV, KEY_ENV_KEYS, AutoUpdate, DeploymentSpec, SpecConfigError, config_to_spec
 from programs.templates import load_catalog
+from programs.validate import validate_env, validate_spec
 from stacks import engine
 from stacks.changes import Change, apply_change
 from stacks.settings import Settings

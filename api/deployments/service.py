@@ -41,8 +41,11 @@ from persistence import operations as ops
 from persistence.billing import record_billing_event
 from persistence.enums import DeploymentStatus
 from persistence.models import Deployment
-from programs.spec import DeploymentSpec, generate_name, validate_env, validate_image, validate_spec
+from programs.images import validate_image
+from programs.names import generate_name
+from programs.spec import DeploymentSpec
 from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
+from programs.validate import validate_env, validate_spec
 from stacks import stackconfig
 from stacks.changes import Change
 from stacks.settings import Settings
@@ -158,8 +161,10 @@ def enqueue_change(db: Session, row: Deployment, kind: str, change: Change, mess
 
 def spec_for_create(body: CreateRequest | DeployImageRequest, settings: Settings, name: str) -> DeploymentSpec:
     """The spec a create asks for, under `name`."""
+    template = "image" if isinstance(body, DeployImageRequest) else body.template
     common: dict[str, Any] = {
         "name": name,
+        "tenancy": settings.tenancy.for_template(template),
         "base_domain": settings.service.base_domain,
         "env": dict(body.envVars),
         "visibility": body.visibility,

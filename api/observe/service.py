@@ -21,7 +21,7 @@ from api.observe.kube_models import EventList, KubeError, KubeUnavailable, PodLi
 from api.observe.schemas import EventObject, EventOut, EventsResponse, MetricsResponse
 from persistence.enums import DeploymentStatus
 from persistence.models import Deployment
-from programs.deployment import LABEL_DEPLOYMENT, label_selector
+from programs.labels import LABEL_DEPLOYMENT, label_selector
 from programs.spec import DeploymentSpec, namespace_for
 from programs.templates import load_catalog
 from stacks.settings import Settings

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from programs.spec import ImageRef, parse_image_ref
+from programs.images import ImageRef, parse_image_ref
 
 DOCKER_HUB = "registry-1.docker.io"
 DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from programs.spec import AutoUpdate, DeploymentSpec
+from programs.tenancy import Compute, Quota, Resources, Tenancy
 from stacks.changes import Change, apply_change, with_placement
 
 BASE = DeploymentSpec(name="abc123xyz7", template="nginx", base_domain="example.test", env={"A": "1"})
@@ -40,6 +41,15 @@ def test_placement_overrides_an_old_revision() -> None:
     moved = with_placement(BASE, "apps.example.com", False)
     assert (moved.base_domain, moved.ingress_controller) == ("apps.example.com", False)
     assert moved.env == BASE.env
+    assert moved.tenancy == BASE.tenancy  # no operator rules given: the spec's are kept
+
+
+def test_placement_brings_the_operators_namespace_rules_for_this_template() -> None:
+    size = Resources(requests=Compute(cpu="1", memory="1Gi"), limits=Compute(cpu="2", memory="2Gi"))
+    rules = Tenancy(quota=Quota(pods=8), resources={"nginx": {"nginx": size}, "postgres": {"postgres": size}})
+    moved = with_placement(BASE, "example.test", True, rules)
+    assert moved.tenancy.quota.pods == 8
+    assert moved.tenancy.resources == {"nginx": {"nginx": size}}  # not postgres's: not this spec's business
 
 
 def test_new_env_keeps_generated_secrets() -> None:

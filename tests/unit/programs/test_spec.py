@@ -8,6 +8,9 @@ import re
 import msgspec
 import pytest
 
+from programs.describe import describe_change
+from programs.images import ImageRef, parse_image_ref, validate_image
+from programs.names import generate_name, validate_name
 from programs.spec import (
     KEY_AUTO_UPDATE,
     KEY_ENV,
@@ -15,33 +18,29 @@ from programs.spec import (
     KEY_IMAGE,
     KEY_REPLICAS,
     KEY_TEMPLATE,
-    MAX_ENV_JSON_BYTES,
     PROGRAM_VERSION,
     SECRET_CONFIG_KEYS,
     SPEC_CONFIG_KEYS,
     AutoUpdate,
     DeploymentSpec,
-    ImageRef,
     SpecConfigError,
-    check_program_version,
     config_to_spec,
-    describe_change,
-    env_checksum,
-    generate_name,
     namespace_for,
-    parse_image_ref,
     spec_to_config,
+)
+from programs.validate import (
+    MAX_ENV_JSON_BYTES,
+    check_program_version,
     validate_auto_update,
     validate_base_domain,
     validate_env,
     validate_env_key,
-    validate_image,
-    validate_name,
     validate_port,
     validate_replicas,
     validate_restart_stamp,
     validate_spec,
 )
+from programs.workload import env_checksum
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

@@ -28,8 +28,14 @@ from programs.templates import (
     validate_for_template,
     validate_template,
 )
+from programs.tenancy import Compute, Resources
 
 CATALOG = load_catalog()
+SIZE = Resources(requests=Compute(cpu="50m", memory="64Mi"), limits=Compute(cpu="500m", memory="256Mi"))
+
+
+def svc(**kw: object) -> Service:
+    return Service(**{"resources": SIZE, **kw})  # type: ignore[arg-type]
 
 
 def spec(template: str, **kw: object) -> DeploymentSpec:
@@ -115,6 +121,9 @@ services:
   - name: web
     image: nginx:1
     port: 80
+    resources:
+      requests: {{cpu: 50m, memory: 64Mi}}
+      limits: {{cpu: 500m, memory: 256Mi}}
 """
 
 
@@ -149,15 +158,15 @@ def _template(*services: Service, raw_image: bool = False) -> Template:
     "template",
     [
         _template(),
-        _template(Service(name="a", image="x:1", port=1), Service(name="a", image="y:1", port=2)),
-        _template(Service(name="a" * (MAX_SERVICE_NAME_LENGTH + 1), image="x:1", port=1)),
-        _template(Service(name="a", image="", port=1)),
-        _template(Service(name="a", image="x:1", port=1, env={"bad-key": "v"})),
-        _template(Service(name="a", image="x:1", port=1, required_env=("1BAD",))),
-        _template(Service(name="a", image="x:1", port=1, env={"URL": "db://${NOT_PROVIDED}"})),
-        _template(Service(name="a", image="x:1", port=1, volume=Volume(size="1GB", mount_path="/d"))),
-        _template(Service(name="a", image="x:1", port=1, volume=Volume(size="1Gi", mount_path="rel"))),
-        _template(Service(name="a", image="", port=1), Service(name="b", image="", port=2), raw_image=True),
+        _template(svc(name="a", image="x:1", port=1), svc(name="a", image="y:1", port=2)),
+        _template(svc(name="a" * (MAX_SERVICE_NAME_LENGTH + 1), image="x:1", port=1)),
+        _template(svc(name="a", image="", port=1)),
+        _template(svc(name="a", image="x:1", port=1, env={"bad-key": "v"})),
+        _template(svc(name="a", image="x:1", port=1, required_env=("1BAD",))),
+        _template(svc(name="a", image="x:1", port=1, env={"URL": "db://${NOT_PROVIDED}"})),
+        _template(svc(name="a", image="x:1", port=1, volume=Volume(size="1GB", mount_path="/d"))),
+        _template(svc(name="a", image="x:1", port=1, volume=Volume(size="1Gi", mount_path="rel"))),
+        _template(svc(name="a", image="", port=1), svc(name="b", image="", port=2), raw_image=True),
     ],
 )
 def test_template_rules(template: Template) -> None:
@@ -167,14 +176,14 @@ def test_template_rules(template: Template) -> None:
 def test_service_names_fit_in_host_labels() -> None:
     longest = "a" * MAX_SERVICE_NAME_LENGTH
     assert len(f"{longest}-{'b' * 40}") <= 63
-    assert validate_template(_template(Service(name=longest, image="x:1", port=1))) == []
+    assert validate_template(_template(svc(name=longest, image="x:1", port=1))) == []
 
 
 # --- required and generated env ------------------------------------------------------
 
 NEEDS = _template(
-    Service(name="a", image="x:1", port=1, required_env=("API_KEY", "REGION")),
-    Service(name="b", image="y:1", port=2, required_env=("REGION",), generated_secrets=("TOKEN",)),
+    svc(name="a", image="x:1", port=1, required_env=("API_KEY", "REGION")),
+    svc(name="b", image="y:1", port=2, required_env=("REGION",), generated_secrets=("TOKEN",)),
 )
 
 
@@ -284,9 +293,9 @@ def test_non_http_templates_get_no_host(template: str) -> None:
 
 def test_hosts_for_several_public_services() -> None:
     template = _template(
-        Service(name="db", image="d:1", port=5432),
-        Service(name="web", image="w:1", port=80, public=True),
-        Service(name="api", image="a:1", port=81, public=True),
+        svc(name="db", image="d:1", port=5432),
+        svc(name="web", image="w:1", port=80, public=True),
+        svc(name="api", image="a:1", port=81, public=True),
     )
     hosts = [s.host for s in resolve_services(template, spec("t"))]
     assert hosts == [None, "abc123xyz7.ex.com", "api-abc123xyz7.ex.com"]

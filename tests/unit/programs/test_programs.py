@@ -6,11 +6,8 @@ provider), which is what `pulumi preview` would show and what the provider would
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import runpy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,141 +15,40 @@ import msgspec
 import pulumi
 import pytest
 import yaml
-from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
-from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
+from pulumi.runtime.mocks import MockMonitor
+from tests.unit.programs.pulumi_mocks import (
+    DEPLOYMENT,
+    INGRESS,
+    KUBECONFIG,
+    NAMESPACE,
+    PROVIDER,
+    PVC,
+    SECRET,
+    SERVICE,
+    RecordingMocks,
+    Run,
+    deploy,
+    is_secret,
+    plain,
+    run,
+    spec,
+)
 
 from programs import deployment
-from programs.deployment import (
-    ANNOTATION_ENV_CHECKSUM,
-    ANNOTATION_RESTARTED_AT,
-    ANNOTATION_SKIP_AWAIT,
-    InvalidSpecError,
-    build,
-    make_provider,
-    program_from_config,
-)
+from programs.deployment import InvalidSpecError, build, program_from_config
+from programs.labels import ANNOTATION_ENV_CHECKSUM, ANNOTATION_RESTARTED_AT, ANNOTATION_SKIP_AWAIT
+from programs.provider import make_provider
 from programs.spec import (
     KEY_CLUSTER_IDENTIFIER,
     KEY_KUBECONFIG,
     PROGRAM_VERSION,
     DeploymentSpec,
     SpecConfigError,
-    env_checksum,
     spec_to_config,
 )
+from programs.workload import env_checksum
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = "kubernetes:core/v1:Namespace"
-SECRET = "kubernetes:core/v1:Secret"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-SERVICE = "kubernetes:core/v1:Service"
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-PVC = "kubernetes:core/v1:PersistentVolumeClaim"
-PROVIDER = "pulumi:providers:kubernetes"
-KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
-
-
-def spec(**kw: object) -> DeploymentSpec:
-    base: dict[str, object] = {"name": "abc123xyz7", "template": "nginx", "base_domain": "ex.com"}
-    base.update(kw)
-    return DeploymentSpec(**base)  # type: ignore[arg-type]
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(_special_sig_key) == _special_secret_sig
-
-
-def plain(value: Any) -> Any:
-    """Inputs with secret wrappers removed (the values the provider would receive)."""
-    if is_secret(value):
-        return plain(value["value"])
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.created: list[MockResourceArgs] = []
-
-    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
-        self.created.append(args)
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, None]:
-        return {}, None
-
-
-@dataclass
-class Run:
-    created: list[MockResourceArgs]
-    outputs: dict[str, Any]
-    exports: dict[str, Any]
-
-    def of(self, typ: str) -> list[MockResourceArgs]:
-        return [r for r in self.created if r.typ == typ]
-
-    def names(self, typ: str) -> list[str]:
-        return sorted(plain(r.inputs)["metadata"]["name"] for r in self.of(typ))
-
-    def get(self, typ: str, name: str) -> dict[str, Any]:
-        """Plain inputs of the object of `typ` whose metadata.name is `name`."""
-        found = [plain(r.inputs) for r in self.of(typ) if plain(r.inputs)["metadata"]["name"] == name]
-        assert len(found) == 1, f"{typ} {name}: {len(found)} found"
-        return found[0]
-
-    def raw(self, typ: str, name: str) -> dict[str, Any]:
-        (found,) = [r.inputs for r in self.of(typ) if plain(r.inputs)["metadata"]["name"] == name]
-        return found
-
-    def pod(self, name: str) -> dict[str, Any]:
-        return self.get(DEPLOYMENT, name)["spec"]["template"]
-
-    def container(self, name: str) -> dict[str, Any]:
-        (container,) = self.pod(name)["spec"]["containers"]
-        return container
-
-    def secret_env(self, name: str) -> dict[str, str]:
-        data = self.get(SECRET, f"{name}-env")["data"]
-        return {k: base64.b64decode(v).decode() for k, v in data.items()}
-
-
-@pytest.fixture(autouse=True)
-def event_loop_for_pulumi() -> Iterator[None]:
-    """Pulumi's mocks run on the thread's current event loop; tests that ran
-    an ASGI client before may have closed it, so each test gets a fresh one."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
-def run(program: Callable[[], dict[str, Any] | None], monkeypatch: pytest.MonkeyPatch) -> Run:
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="shipstack", stack="test", preview=False, monitor=MockMonitor(mocks))
-    exports: dict[str, Any] = {}
-    real_export = pulumi.export
-
-    def record_export(name: str, value: Any) -> None:
-        exports[name] = value
-        real_export(name, value)
-
-    monkeypatch.setattr(pulumi, "export", record_export)
-    result: dict[str, Any] = {}
-
-    @pulumi.runtime.test
-    def _program() -> None:
-        result["outputs"] = program()
-
-    _program()
-    return Run(mocks.created, result.get("outputs") or {}, exports)
-
-
-def deploy(s: DeploymentSpec, monkeypatch: pytest.MonkeyPatch) -> Run:
-    return run(lambda: build(s, make_provider(KUBECONFIG)), monkeypatch)
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 # --- one service: nginx --------------------------------------------------------------
@@ -180,7 +76,8 @@ def test_every_object_uses_the_explicit_provider(monkeypatch: pytest.MonkeyPatch
     r = deploy(spec(template="webapp", env={"POSTGRES_PASSWORD": "pw"}), monkeypatch)
     assert len(r.of(PROVIDER)) == 1
     k8s_objects = [x for x in r.created if x.typ.startswith("kubernetes:")]
-    assert len(k8s_objects) == 9  # namespace + app (4) + db (4)
+    # namespace + its policy, quota and limit range + app (4) + db (4)
+    assert len(k8s_objects) == 12
     for obj in k8s_objects:
         # A provider reference is "<provider urn>::<provider id>".
         assert obj.provider.endswith(f"${PROVIDER}::k8s::k8s-id"), obj.name
