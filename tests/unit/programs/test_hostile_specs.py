@@ -14,12 +14,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from tests.unit.programs.pulumi_mocks import NAMESPACE, attempt, plain
 
 from programs.deployment import InvalidSpecError
 from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
 from programs.tenancy import Compute, Quota, Resources, Tenancy
+from tests.unit.programs.pulumi_mocks import NAMESPACE, attempt, plain
 
 CATALOG = load_catalog()
 HOSTILE = [

@@ -9,6 +9,10 @@ from typing import Any
 
 import msgspec
 import pytest
+
+from programs.deployment import InvalidSpecError
+from programs.templates import fill_generated_env, keep_generated_env, load_catalog
+from programs.tenancy import Compute, Quota, Resources, Tenancy
 from tests.unit.programs.pulumi_mocks import (
     DEPLOYMENT,
     LIMIT_RANGE,
@@ -20,10 +24,6 @@ from tests.unit.programs.pulumi_mocks import (
     plain,
     spec,
 )
-
-from programs.deployment import InvalidSpecError
-from programs.templates import fill_generated_env, keep_generated_env, load_catalog
-from programs.tenancy import Compute, Quota, Resources, Tenancy
 
 NS = "sd-abc123xyz7"
 PASSWORDS = {"POSTGRES_PASSWORD": "pw", "REDIS_PASSWORD": "pw"}

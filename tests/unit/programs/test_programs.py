@@ -16,6 +16,20 @@ import pulumi
 import pytest
 import yaml
 from pulumi.runtime.mocks import MockMonitor
+
+from programs import deployment
+from programs.deployment import InvalidSpecError, build, program_from_config
+from programs.labels import ANNOTATION_ENV_CHECKSUM, ANNOTATION_RESTARTED_AT, ANNOTATION_SKIP_AWAIT
+from programs.provider import make_provider
+from programs.spec import (
+    KEY_CLUSTER_IDENTIFIER,
+    KEY_KUBECONFIG,
+    PROGRAM_VERSION,
+    DeploymentSpec,
+    SpecConfigError,
+    spec_to_config,
+)
+from programs.workload import env_checksum
 from tests.unit.programs.pulumi_mocks import (
     DEPLOYMENT,
     INGRESS,
@@ -33,20 +47,6 @@ from tests.unit.programs.pulumi_mocks import (
     run,
     spec,
 )
-
-from programs import deployment
-from programs.deployment import InvalidSpecError, build, program_from_config
-from programs.labels import ANNOTATION_ENV_CHECKSUM, ANNOTATION_RESTARTED_AT, ANNOTATION_SKIP_AWAIT
-from programs.provider import make_provider
-from programs.spec import (
-    KEY_CLUSTER_IDENTIFIER,
-    KEY_KUBECONFIG,
-    PROGRAM_VERSION,
-    DeploymentSpec,
-    SpecConfigError,
-    spec_to_config,
-)
-from programs.workload import env_checksum
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from tests.unit.programs.pulumi_mocks import spec
 
 from programs.budget import budget_errors, peak_pods
 from programs.describe import describe_change
@@ -14,6 +13,7 @@ from programs.spec import KEY_TENANCY, SpecConfigError, config_to_spec, spec_to_
 from programs.templates import load_catalog, resolve_services, validate_for_template
 from programs.tenancy import Compute, Quota, Resources, Tenancy, parse_label_selector, validate_tenancy
 from programs.validate import validate_spec
+from tests.unit.programs.pulumi_mocks import spec
 
 GI = 2**30
 
