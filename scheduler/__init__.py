@@ -18,7 +18,7 @@ Modules, each small and with one reason to change:
 - `store`     the scheduler's tables: lease, repository memory, decisions, bad digests
 - `failures`  what the runner calls when an auto-update's rollout fails
 
-Why it is built this way (../shared/notes/registries.md): one tag list per
+Why it is built this way: one tag list per
 repository per poll however many deployments share it; tokens cached per scope
 until they expire; Retry-After honoured, and a long one pauses that registry
 across restarts instead of being slept through; what was seen (tags, digests,

@@ -1,5 +1,5 @@
-"""Request and response bodies of the deployment routes, named as the spec
-(`../shared/spec/deployments-api.txt`) names their fields."""
+"""Request and response bodies of the deployment routes, named as the contract
+(docs/api.md) names their fields."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Response bodies of the observe routes (logs, metrics, events, live progress),
-named as the spec (`../shared/spec/deployments-api.txt`) names their fields."""
+named as the contract (docs/api.md) names their fields."""
 
 from __future__ import annotations
 

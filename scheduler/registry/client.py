@@ -1,7 +1,7 @@
 """The OCI distribution client the poller uses: tag lists and manifest digests.
 
 Why our own and not `oras`/`python-dxf`: the poller needs exactly the parts those
-libraries get wrong or lack (../shared/notes/registries.md): Bearer tokens cached
+libraries get wrong or lack: Bearer tokens cached
 per scope only until they expire, `Link` pagination with a page cap, digests by
 HEAD with one fixed Accept list (the digest depends on it, and HEAD is not a
 counted pull on Docker Hub), `Retry-After` honoured on 429, and a count of every
