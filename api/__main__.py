@@ -1,11 +1,14 @@
 """`python -m api serve [--host H] [--port P]` runs the service (what `make run`
-does); any other arguments go to the `shipstack` CLI (admin commands such as users,
-teams, keys, and the API client's commands)."""
+does); `python -m api worker` runs operations without HTTP; any other arguments go to
+the `shipstack` CLI (admin commands such as users, teams, keys, and the API client's
+commands)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from stacks.settings import Settings
 
 
 def serve(argv: list[str]) -> int:
@@ -13,13 +16,16 @@ def serve(argv: list[str]) -> int:
 
     from api import cli
     from api.http.app import build_app
-    from stacks.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m api serve")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    if settings.service.role == "worker":
+        print("shipstack: SHIPSTACK_ROLE=worker serves no HTTP; start it with `python -m api worker`", file=sys.stderr)
+        return 2
+    _warn_default_passphrase(settings)
     # On an empty database: create the first admin and print its key, once.
     cli.main(["bootstrap"])
     print(f"shipstack: serving http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/api/docs)")
@@ -29,9 +35,32 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
+def _warn_default_passphrase(settings: Settings) -> None:
+    if settings.default_passphrase:
+        print(
+            "shipstack: WARNING: PULUMI_CONFIG_PASSPHRASE is the built-in one; set your own before this holds "
+            "anything of value (a shared backend refuses to start without one)",
+            file=sys.stderr,
+        )
+
+
+def worker(argv: list[str]) -> int:
+    import logging
+
+    from api.worker import run_worker
+
+    argparse.ArgumentParser(prog="python -m api worker").parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    _warn_default_passphrase(settings)
+    return run_worker(settings)
+
+
 def main() -> int:
     if sys.argv[1:2] == ["serve"]:
         return serve(sys.argv[2:])
+    if sys.argv[1:2] == ["worker"]:
+        return worker(sys.argv[2:])
     from api import cli
 
     return cli.main(sys.argv[1:]) or 0

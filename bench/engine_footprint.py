@@ -70,10 +70,10 @@ def main() -> None:
         spec = DeploymentSpec(name="bench-nginx", template="nginx", base_domain=settings.service.base_domain)
         with PeakSampler() as sampler:
             t = time.monotonic()
-            engine.apply(settings, spec, "create nginx")
+            applied = engine.apply(settings, spec, "create nginx", previous=None, create=True)
             up_s = time.monotonic() - t
         t = time.monotonic()
-        engine.destroy(settings, spec.name)
+        engine.destroy(settings, spec.name, applied.config)
         destroy_s = time.monotonic() - t
     finally:
         cluster.down()

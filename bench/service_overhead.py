@@ -77,12 +77,14 @@ def main() -> None:
             name="bench-bare", template="nginx", base_domain=settings.service.base_domain, env={"A": "1"}
         )
         t = time.monotonic()
-        engine.apply(settings, spec, "create nginx")
+        created = engine.apply(settings, spec, "create nginx", previous=None, create=True)
         bare_create = time.monotonic() - t
         t = time.monotonic()
-        engine.apply(settings, msgspec.structs.replace(spec, env={"A": "2"}), "config")
+        updated = engine.apply(
+            settings, msgspec.structs.replace(spec, env={"A": "2"}), "config", previous=created.config
+        )
         bare_update = time.monotonic() - t
-        engine.destroy(settings, "bench-bare")
+        engine.destroy(settings, "bench-bare", updated.config)
 
         app = build_app(settings)
         with TestClient(app, timeout=300) as client:

@@ -157,6 +157,9 @@ class Deployment(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     ingresses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     revision: Mapped[int] = mapped_column(default=0)
+    # The stack's config file as the last successful update applied it (salt, plain
+    # values, secrets as ciphertext): the config of record, on no host's disk.
+    stack_config: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -178,6 +181,10 @@ class Operation(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     deployment_name: Mapped[str] = mapped_column(String(63), index=True)
+    # The deployment row it belongs to: a deployment created later under the same
+    # name must not see this one's operations. Not a foreign key: a delete's
+    # operation outlives its row.
+    deployment_id: Mapped[int | None] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     payload: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
@@ -189,6 +196,8 @@ class Operation(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(128))
+    # A new one per claim: a worker's writes of the result must carry it (fencing).
+    claim_token: Mapped[str | None] = mapped_column(String(36))
     heartbeat_at: Mapped[datetime | None]
     # Copied from the deployment, so its owners can still read a finished
     # operation (a delete's, say) after the deployment row is gone.
@@ -214,3 +223,23 @@ class IdempotencyKey(Base):
     status_code: Mapped[int | None]
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Revision(Base):
+    """One Pulumi update of a deployment's stack, numbered from 1 per deployment: the
+    revision history the API serves and rollback replays. `config` is the stack config
+    file the update ran with (secrets as ciphertext)."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (UniqueConstraint("deployment_id", "number", name="uq_revisions_deployment_id_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    result: Mapped[str] = mapped_column(String(16))  # succeeded | failed
+    message: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[str] = mapped_column(Text)
+    resource_changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    operation_id: Mapped[str | None] = mapped_column(String(36))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

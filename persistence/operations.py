@@ -33,6 +33,7 @@ def enqueue(
     )
     op = Operation(
         deployment_name=row.name if row is not None else str(deployment),
+        deployment_id=row.id if row is not None else None,
         owner_user_id=row.owner_user_id if row is not None else None,
         team_id=row.team_id if row is not None else None,
         kind=kind,
@@ -45,55 +46,122 @@ def enqueue(
     return op
 
 
-def claim_next(session: Session, owner: str, *, skip: set[str] = frozenset()) -> Operation | None:
-    """Marks the next runnable operation as running by `owner` and returns it.
+# Kinds that are deltas on the current spec: several of them queued on one deployment
+# are applied together by one update (a create or a delete never joins a batch).
+COMPOSABLE = frozenset(
+    {
+        OperationKind.CONFIG,
+        OperationKind.RESTART,
+        OperationKind.ROLLBACK,
+        OperationKind.AUTO_UPDATE,
+        OperationKind.AUTO_UPDATE_SETTINGS,
+    }
+)
+MAX_BATCH = 50
 
-    Runnable: queued, the oldest queued one of its deployment, and no
-    operation of that deployment is running. Call inside a transaction.
+
+def tenant_of(op: Operation) -> str:
+    """Whose work an operation is, for fair shares: the team, else the owner."""
+    return f"team:{op.team_id}" if op.team_id is not None else f"user:{op.owner_user_id}"
+
+
+def claim_next(
+    session: Session,
+    owner: str,
+    token: str,
+    *,
+    skip: set[str] = frozenset(),
+    tenant_limit: int | None = None,
+) -> list[Operation]:
+    """Marks the next runnable operations as running by `owner` under claim `token`
+    and returns them, oldest first: one operation, or a create/delete, or a batch of
+    the deltas queued on one deployment, applied together by one update.
+
+    Runnable: queued, the oldest queued one of its deployment, no operation of that
+    deployment running, and its tenant (team, or user) running fewer than
+    `tenant_limit` operations, so one tenant's long queue cannot take every worker.
+    On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent
+    claimers on other hosts pass each other by. Call inside a transaction.
     """
-    running = select(Operation.deployment_name).where(Operation.status == OperationStatus.RUNNING)
-    candidates = session.execute(
-        select(Operation.id, Operation.deployment_name)
-        .where(Operation.status == OperationStatus.QUEUED, Operation.deployment_name.not_in(running))
+    running = session.scalars(select(Operation).where(Operation.status == OperationStatus.RUNNING)).all()
+    busy = {op.deployment_name for op in running} | set(skip)
+    per_tenant: dict[str, int] = {}
+    for op in running:
+        per_tenant[tenant_of(op)] = per_tenant.get(tenant_of(op), 0) + 1
+    candidates = session.scalars(
+        select(Operation)
+        .where(Operation.status == OperationStatus.QUEUED)
         .order_by(Operation.created_at, Operation.id)
-        .limit(50)
+        .limit(200)
+        .with_for_update(skip_locked=True)
     ).all()
     seen: set[str] = set()
-    for op_id, name in candidates:
-        if name in seen or name in skip:
+    for op in candidates:
+        if op.deployment_name in seen or op.deployment_name in busy:
+            seen.add(op.deployment_name)
             continue
-        seen.add(name)  # only the oldest queued operation of a deployment may start
+        seen.add(op.deployment_name)  # only the oldest queued operation of a deployment may start
+        if tenant_limit is not None and per_tenant.get(tenant_of(op), 0) >= tenant_limit:
+            continue
+        batch = [op]
+        if op.kind in COMPOSABLE:
+            for later in candidates:
+                if later is op or later.deployment_name != op.deployment_name or later.created_at < op.created_at:
+                    continue
+                if later.kind not in COMPOSABLE or len(batch) >= MAX_BATCH:
+                    break
+                batch.append(later)
         now = utcnow()
+        ids = [b.id for b in batch]
         won = session.execute(
             update(Operation)
-            .where(Operation.id == op_id, Operation.status == OperationStatus.QUEUED)
-            .values(status=OperationStatus.RUNNING, claimed_by=owner, started_at=now, heartbeat_at=now)
+            .where(Operation.id.in_(ids), Operation.status == OperationStatus.QUEUED)
+            .values(
+                status=OperationStatus.RUNNING, claimed_by=owner, claim_token=token, started_at=now, heartbeat_at=now
+            )
         ).rowcount
-        if won == 1:
-            return session.get(Operation, op_id, populate_existing=True)
-    return None
+        if won == len(ids):
+            return [session.get(Operation, i, populate_existing=True) for i in ids]  # type: ignore[misc]
+        session.rollback()  # another claimer took part of it: start over next round
+        return []
+    return []
 
 
-def heartbeat(session: Session, op_ids: list[str]) -> None:
-    if op_ids:
-        session.execute(update(Operation).where(Operation.id.in_(op_ids)).values(heartbeat_at=utcnow()))
+def _fenced(op_ids: list[str], token: str) -> Any:
+    """Rows still running under this claim: a worker presumed dead, whose operation
+    another worker has re-run, writes nothing."""
+    return (Operation.id.in_(op_ids)) & (Operation.claim_token == token) & (Operation.status == OperationStatus.RUNNING)
 
 
-def save_progress(session: Session, op_id: str, progress: list[Any]) -> None:
-    session.execute(update(Operation).where(Operation.id == op_id).values(progress=progress, heartbeat_at=utcnow()))
+def heartbeat(session: Session, claims: dict[str, list[str]]) -> None:
+    """Renews the operations of each claim token; a claim that lost its rows is ignored."""
+    now = utcnow()
+    for token, op_ids in claims.items():
+        session.execute(update(Operation).where(_fenced(op_ids, token)).values(heartbeat_at=now))
+
+
+def save_progress(session: Session, op_id: str, token: str, progress: list[Any]) -> bool:
+    """False when the claim was lost."""
+    done = session.execute(
+        update(Operation).where(_fenced([op_id], token)).values(progress=progress, heartbeat_at=utcnow())
+    )
+    return done.rowcount == 1
 
 
 def finish(
     session: Session,
     op_id: str,
+    token: str,
     *,
     ok: bool,
     message: str,
     result: dict[str, Any] | None = None,
     error: str | None = None,
     progress: list[Any] | None = None,
-) -> None:
-    """Ends an operation; the payload (which may carry env values) is dropped."""
+) -> bool:
+    """Ends an operation still held under `token`; the payload (which may carry env
+    values, sealed) is dropped. False, and nothing written, when the claim was lost:
+    the caller must then write nothing else either."""
     values: dict[str, Any] = {
         "status": OperationStatus.SUCCEEDED if ok else OperationStatus.FAILED,
         "message": message,
@@ -104,18 +172,23 @@ def finish(
     }
     if progress is not None:
         values["progress"] = progress
-    session.execute(update(Operation).where(Operation.id == op_id).values(**values))
+    return session.execute(update(Operation).where(_fenced([op_id], token)).values(**values)).rowcount == 1
 
 
-def interrupted(session: Session, *, owner_alive, stale_before: datetime) -> list[Operation]:
-    """Running operations whose worker is gone: its process is dead, or it
-    stopped sending heartbeats (another host)."""
-    rows = session.scalars(select(Operation).where(Operation.status == OperationStatus.RUNNING)).all()
-    return [
-        op
-        for op in rows
-        if not owner_alive(op.claimed_by or "") or (op.heartbeat_at is not None and op.heartbeat_at < stale_before)
-    ]
+def fail(session: Session, op_id: str, reason: str) -> None:
+    """Ends an operation nobody holds any more (given up after interruptions)."""
+    values = {"status": OperationStatus.FAILED, "message": reason, "error": reason, "finished_at": utcnow()}
+    session.execute(update(Operation).where(Operation.id == op_id).values(payload=None, **values))
+
+
+def interrupted(session: Session, *, stale_before: datetime) -> list[Operation]:
+    """Running operations whose worker stopped renewing them (a process that died or
+    was cut off, on any host): their heartbeat is older than `stale_before`."""
+    return list(
+        session.scalars(
+            select(Operation).where(Operation.status == OperationStatus.RUNNING, Operation.heartbeat_at < stale_before)
+        )
+    )
 
 
 def requeue(session: Session, op: Operation, payload: dict[str, Any], message: str) -> None:
@@ -156,11 +229,13 @@ def get(session: Session, op_id: str) -> Operation | None:
     return session.get(Operation, op_id)
 
 
-def for_deployment(session: Session, deployment_name: str, limit: int = 50) -> list[Operation]:
+def for_deployment(session: Session, deployment: Deployment, limit: int = 50) -> list[Operation]:
+    """The deployment row's operations, newest first (not those of an earlier
+    deployment that had the same name)."""
     return list(
         session.scalars(
             select(Operation)
-            .where(Operation.deployment_name == deployment_name)
+            .where(Operation.deployment_id == deployment.id)
             .order_by(Operation.created_at.desc())
             .limit(limit)
         )
@@ -182,4 +257,5 @@ def deployments_stuck_deleting(session: Session) -> list[Deployment]:
     )
 
 
-STALE_AFTER = timedelta(minutes=2)
+# Heartbeats come every 10 s; three missed and the operation is re-driven elsewhere.
+STALE_AFTER = timedelta(seconds=30)

@@ -50,6 +50,8 @@ status_table = Table(
     "auto_update_status",
     metadata,
     Column("deployment_name", String(63), primary_key=True),
+    # The row it was decided for: a deployment re-created under the name starts clean.
+    Column("deployment_id", Integer),
     Column("repository", String(512)),
     Column("image", String(512)),
     Column("checked_at", UTCDateTime()),
@@ -67,6 +69,8 @@ bad_digests_table = Table(
     metadata,
     Column("deployment_name", String(63), primary_key=True),
     Column("digest", String(80), primary_key=True),
+    # Whose rollout failed: a deployment re-created under the name starts clean.
+    Column("deployment_id", Integer),
     Column("image", String(512)),
     Column("reason", Text, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),

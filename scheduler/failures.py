@@ -22,13 +22,16 @@ import logging
 from typing import Any
 
 import msgspec
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
+from persistence import revisions
 from persistence.enums import OperationKind
-from persistence.models import Operation
+from persistence.models import Deployment, Operation
 from programs.spec import KEY_IMAGE
 from scheduler import store
+from stacks import stackconfig
 from stacks.changes import Change
 from stacks.settings import Settings
 
@@ -49,22 +52,21 @@ def record_failed_update(
         store.save_status(session, status)
 
 
-def previous_revision(settings: Settings, deployment_name: str, failed_image: str | None = None) -> int | None:
-    """The newest successful update that did not run `failed_image`: what to roll back
-    to after a failed auto-update. A failed `up` is normally recorded as failed, but
-    one whose resources were created before the wait gave up may not be, hence the
-    image check. Runs a pulumi process: call it outside any database transaction."""
-    from stacks import engine  # imported here: only the runner's process needs pulumi
-
-    revisions = engine.history(settings, deployment_name)
-    good = [
-        r.version
-        for r in revisions
-        if r.kind == "update"
-        and r.result == "succeeded"
-        and (failed_image is None or r.config.get(KEY_IMAGE) != failed_image)
-    ]
-    return max(good) if good else None
+def previous_revision(
+    session: Session, deployment_name: str, failed_image: str | None = None
+) -> int | None:
+    """The newest successful revision that did not run `failed_image`: what to roll
+    back to after a failed auto-update. A failed `up` is recorded as failed, but one
+    whose resources were created before the wait gave up may not be, hence the image
+    check."""
+    row = session.scalar(select(Deployment).where(Deployment.name == deployment_name))
+    if row is None:
+        return None
+    for revision in revisions.for_deployment(session, row.id):
+        image = stackconfig.read_plain(revision.config, (KEY_IMAGE,)).get(KEY_IMAGE)
+        if revision.result == "succeeded" and (failed_image is None or image != failed_image):
+            return revision.number
+    return None
 
 
 def enqueue_rollback(
@@ -99,8 +101,8 @@ def enqueue_rollback(
 class RollbackOnFailure:
     """The runner's failure hook: `Runner(..., on_failed=RollbackOnFailure(settings, sessions))`.
 
-    Called after the runner recorded an operation as failed, outside its transaction
-    (reading the stack history starts a pulumi process); acts on auto-updates only.
+    Called after the runner recorded an operation as failed (and its failed revision),
+    outside that transaction; acts on auto-updates only.
     """
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
@@ -110,12 +112,9 @@ class RollbackOnFailure:
     def __call__(self, kind: str, deployment_name: str, payload: dict[str, Any], error: str) -> Operation | None:
         if kind != OperationKind.AUTO_UPDATE:
             return None
-        try:
-            revision = previous_revision(self.settings, deployment_name, (payload.get("auto_update") or {}).get("to"))
-        except Exception:
-            log.exception("could not read the history of %s; rolling back to the previous image", deployment_name)
-            revision = None
+        failed_image = (payload.get("auto_update") or {}).get("to")
         with self.sessions() as s, s.begin():
+            revision = previous_revision(s, deployment_name, failed_image)
             op = enqueue_rollback(s, deployment_name, payload, error, revision)
         log.warning("%s: auto-update failed (%s); queued %s", deployment_name, error.splitlines()[0][:200], op.message)
         return op

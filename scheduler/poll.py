@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
 from persistence.base import utcnow
-from persistence.models import Deployment, Operation
+from persistence.models import Operation
 from scheduler import store
 from scheduler.lanes import run_in_lanes, share_label
 from scheduler.leader import LeaderLease
@@ -147,7 +147,7 @@ class Poller:
         t0 = time.perf_counter()
         before = self.client.stats.snapshot()
         with self.sessions() as s:
-            targets, skipped = load_targets(s, self.settings, self.cache)
+            targets, skipped = load_targets(s, self.cache)
             names = [t.name for t in targets]
             statuses = store.load_statuses(s, names + [k.name for k in skipped])
             bad = store.bad_digests(s, names)
@@ -339,8 +339,8 @@ class Poller:
                 previous.image = previous.image or skip.image
                 rows.append(previous)
                 report.skipped += 1
-            store.save_statuses(s, rows, existing=set(statuses))
-            store.forget_deployments(s, keep=s.scalars(select(Deployment.name)))
+            store.save_statuses(s, rows)
+            store.forget_deployments(s)
 
     def _enqueue(
         self,

@@ -9,15 +9,19 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import (
+    ColumnElement,
+    Table,
     bindparam,
     delete,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
 from persistence.base import utcnow
+from persistence.models import Deployment
 from persistence.scheduler_tables import bad_digests_table, repositories_table, status_table
 from scheduler.policy import Decision
 
@@ -111,15 +115,31 @@ def _status_from_row(row: Any) -> DeploymentStatus:
     )
 
 
+def _owned(table: Table) -> ColumnElement[bool]:
+    """Rows made for the deployment that has the name now: a deployment re-created
+    under a deleted one's name (another tenant's, maybe) sees none of its records."""
+    return table.c.deployment_id == _row_id(table.c.deployment_name)
+
+
+def _stale(table: Table) -> ColumnElement[bool]:
+    """Rows of no deployment that exists now (NULL-safe: no row id means stale)."""
+    current = _row_id(table.c.deployment_name)
+    return or_(table.c.deployment_id.is_(None), current.is_(None), table.c.deployment_id != current)
+
+
+def _row_id(name: Any) -> Any:
+    return select(Deployment.id).where(Deployment.name == name).scalar_subquery()
+
+
 def load_statuses(session: Session, names: Iterable[str] | None = None) -> dict[str, DeploymentStatus]:
     t = status_table
     if names is None:
-        return {r.deployment_name: _status_from_row(r) for r in session.execute(select(t))}
+        return {r.deployment_name: _status_from_row(r) for r in session.execute(select(t).where(_owned(t)))}
     names = list(names)
     out: dict[str, DeploymentStatus] = {}
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
-        for row in session.execute(select(t).where(t.c.deployment_name.in_(chunk))):
+        for row in session.execute(select(t).where(t.c.deployment_name.in_(chunk), _owned(t))):
             out[row.deployment_name] = _status_from_row(row)
     return out
 
@@ -143,37 +163,41 @@ def _status_values(status: DeploymentStatus) -> dict[str, Any]:
 
 
 def save_status(session: Session, status: DeploymentStatus) -> None:
-    values = _status_values(status)
+    save_statuses(session, [status])
+
+
+def save_statuses(session: Session, statuses: list[DeploymentStatus]) -> None:
+    """Many rows in two executemany statements (the poll writes hundreds at once); each
+    row is stamped with the id of the deployment that has its name now."""
     t = status_table
-    if session.execute(update(t).where(t.c.deployment_name == status.deployment_name).values(**values)).rowcount == 0:
-        session.execute(insert(t).values(deployment_name=status.deployment_name, **values))
-
-
-def save_statuses(session: Session, statuses: list[DeploymentStatus], existing: set[str]) -> None:
-    """Many rows in two executemany statements; `existing` names the rows that are
-    already there (read earlier by the same single writer, the lease holder)."""
-    t = status_table
-    fresh = [
-        {"deployment_name": st.deployment_name, **_status_values(st)}
-        for st in statuses
-        if st.deployment_name not in existing
-    ]
-    known = [{"key": st.deployment_name, **_status_values(st)} for st in statuses if st.deployment_name in existing]
-    if fresh:
-        session.execute(insert(t), fresh)
-    if known:
-        columns = {name: bindparam(name) for name in known[0] if name != "key"}
-        session.connection().execute(update(t).where(t.c.deployment_name == bindparam("key")).values(columns), known)
-
-
-def forget_deployments(session: Session, keep: Iterable[str]) -> int:
-    """Drops status rows of deployments that no longer exist; bad digests are kept
-    (a deployment re-created under the same name should not retry a broken image)."""
-    keep = set(keep)
-    names = [n for n in session.scalars(select(status_table.c.deployment_name)) if n not in keep]
+    names = [st.deployment_name for st in statuses]
+    present: set[str] = set()
     for start in range(0, len(names), 500):
-        session.execute(delete(status_table).where(status_table.c.deployment_name.in_(names[start : start + 500])))
-    return len(names)
+        present.update(
+            session.scalars(select(t.c.deployment_name).where(t.c.deployment_name.in_(names[start : start + 500])))
+        )
+    rows = [{"key": st.deployment_name, **_status_values(st)} for st in statuses]
+    columns = {name: bindparam(name) for name in _status_values(DeploymentStatus(deployment_name=""))}
+    columns["deployment_id"] = _row_id(bindparam("key"))
+    fresh = [r for r in rows if r["key"] not in present]
+    known = [r for r in rows if r["key"] in present]
+    connection = session.connection()
+    if fresh:
+        connection.execute(insert(t).values(deployment_name=bindparam("key"), **columns), fresh)
+    if known:
+        connection.execute(update(t).where(t.c.deployment_name == bindparam("key")).values(columns), known)
+
+
+def forget_deployments(session: Session) -> int:
+    """Drops the records of deployments that no longer exist (statuses and bad digests:
+    a deployment re-created under the same name starts clean)."""
+    dropped = session.execute(
+        delete(status_table).where(~_owned(status_table) | status_table.c.deployment_id.is_(None))
+    )
+    session.execute(
+        delete(bad_digests_table).where(~_owned(bad_digests_table) | bad_digests_table.c.deployment_id.is_(None))
+    )
+    return dropped.rowcount or 0
 
 
 # --- bad digests ---------------------------------------------------------------------
@@ -189,7 +213,7 @@ class BadDigest(msgspec.Struct, frozen=True):
 def add_bad_digest(session: Session, deployment_name: str, digest: str, reason: str, image: str | None) -> None:
     t = bad_digests_table
     now = utcnow()
-    values = {"reason": reason, "image": image, "recorded_at": now}
+    values = {"reason": reason, "image": image, "recorded_at": now, "deployment_id": _row_id(deployment_name)}
     where = (t.c.deployment_name == deployment_name) & (t.c.digest == digest)
     if session.execute(update(t).where(where).values(**values)).rowcount == 0:
         session.execute(insert(t).values(deployment_name=deployment_name, digest=digest, **values))
@@ -202,7 +226,7 @@ def bad_digests(session: Session, names: Iterable[str]) -> dict[str, dict[str, B
     out: dict[str, dict[str, BadDigest]] = {}
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
-        for row in session.execute(select(t).where(t.c.deployment_name.in_(chunk))):
+        for row in session.execute(select(t).where(t.c.deployment_name.in_(chunk), _owned(t))):
             out.setdefault(row.deployment_name, {})[row.digest] = BadDigest(
                 digest=row.digest, reason=row.reason, recorded_at=row.recorded_at, image=row.image
             )

@@ -1,24 +1,19 @@
 """Which deployments to poll, and what each one runs now.
 
-The spec lives in the stack config (DESIGN.md), so that is what is read, not the
-`deployments` table. The poll needs only plain keys (image, template, strategy,
-autoUpdate), and reads them straight from `Pulumi.<name>.yaml` without touching
-secrets: `stacks.stackconfig.read` decrypts the env, and its key derivation
-(PBKDF2, 1,000,000 rounds, ~0.3 s) runs once per stack salt, i.e. once per
-deployment: 1,000 deployments would spend minutes in it on the first poll for
-values the poll never uses. Parsed files are cached by (mtime, size), so a poll
-of unchanged stacks costs one `stat` each.
+The spec lives in the stack config, so that is what is read: the config of record,
+kept on the deployment row. The poll needs only plain keys (image, template,
+strategy, autoUpdate) and never touches secrets: decrypting the env would cost a key
+derivation (PBKDF2, 1,000,000 rounds, ~0.3 s) per deployment for values the poll
+never uses. Parsed configs are cached by their text, so a poll of unchanged stacks
+costs one dictionary lookup each.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 
 import msgspec
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,39 +25,28 @@ from programs.spec import KEY_AUTO_UPDATE, KEY_IMAGE, KEY_STRATEGY, KEY_TEMPLATE
 from programs.templates import load_catalog
 from scheduler.registry import Repository, repository_of
 from stacks import stackconfig
-from stacks.settings import Settings
 
 PLAIN_KEYS = (KEY_IMAGE, KEY_STRATEGY, KEY_AUTO_UPDATE, KEY_TEMPLATE)
-# libyaml's safe loader when PyYAML has it: ~10x faster on a thousand stack files.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigCache:
-    """Plain (non-secret) config values per stack file, re-read only when it changes."""
+    """Plain (non-secret) config values per stack, parsed again only when its text changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[int, int, dict[str, str]]] = {}
+        self._entries: dict[str, tuple[str, dict[str, str]]] = {}
 
-    def read(self, settings: Settings, name: str) -> dict[str, str] | None:
-        path = Path(settings.engine.stacks_dir) / f"Pulumi.{name}.yaml"
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
+    def read(self, name: str, text: str | None) -> dict[str, str] | None:
+        if not text:
             return None
         with self._lock:
-            entry = self._entries.get(str(path))
-        if entry is not None and entry[0] == st.st_mtime_ns and entry[1] == st.st_size:
-            return entry[2]
-        values = read_plain_config(path)
+            entry = self._entries.get(name)
+        if entry is not None and entry[0] == text:
+            return entry[1]
+        values = stackconfig.read_plain(text, PLAIN_KEYS)
         with self._lock:
-            self._entries[str(path)] = (st.st_mtime_ns, st.st_size, values)
+            self._entries[name] = (text, values)
         return values
-
-
-def read_plain_config(path: Path) -> dict[str, str]:
-    """The plain `shipstack:*` keys the poll needs; secrets are skipped."""
-    return stackconfig.read_plain(path, PLAIN_KEYS, _LOADER)
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,23 +93,25 @@ def image_of(config: Mapping[str, str]) -> str | None:
     return template.primary.image if template is not None else None
 
 
-def load_targets(session: Session, settings: Settings, cache: ConfigCache) -> tuple[list[Target], list[Skipped]]:
+def load_targets(session: Session, cache: ConfigCache) -> tuple[list[Target], list[Skipped]]:
     """Every deployment whose stack config has auto-update enabled, split into those
     to poll and those to skip now (not Ready, or an operation queued or running:
     an update on top of a pending change could undo it)."""
     rows = session.execute(
-        select(Deployment.name, Deployment.status).where(Deployment.status != DeploymentStatus.DELETING)
+        select(Deployment.name, Deployment.status, Deployment.stack_config).where(
+            Deployment.status != DeploymentStatus.DELETING
+        )
     ).all()
     busy = set(session.scalars(select(Operation.deployment_name).where(Operation.status.in_(ops.ACTIVE))))
     targets: list[Target] = []
     skipped: list[Skipped] = []
-    for name, status in rows:
+    for name, status, text in rows:
         try:
-            config = cache.read(settings, name)
+            config = cache.read(name, text)
             if not config:
                 continue
             auto = auto_update_of(config)
-        except (OSError, yaml.YAMLError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (stackconfig.StackConfigError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             skipped.append(Skipped(name=name, reason=f"the stack config could not be read: {type(exc).__name__}"))
             continue
         if not auto.enabled:

@@ -1,35 +1,41 @@
 """Pulumi operations on one deployment's stack: apply a spec, preview a change,
 destroy, read history and recover after a crash.
 
-Each function is blocking (the Automation API is) and is called from a worker
-thread by the operation runner, never on the event loop. The whole spec goes
-into stack config through `programs.spec.spec_to_config`, so Pulumi's update
-history is the revision history and rollback is "apply revision N's config".
+Each function is blocking (the Automation API is) and is called from a worker thread,
+never on the event loop. The whole spec goes into stack config (`programs.spec`), so
+Pulumi's update history is the revision history and rollback is "apply revision N's
+config". The config file's text is handed in and out (`stacks.stackconfig`): callers
+keep it in the database, and each operation renders it into a private file of its
+own, so no two operations (two previews of one deployment, say) share a file and no
+secret is ever on a command line. An operation starts one pulumi process (a new
+stack's `stack init` aside; `stacks.oneshot`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
-from collections.abc import Callable
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from pulumi import automation as auto
 
-from programs.deployment import program_from_config
+from programs.deployment import outputs_for, program_from_config
 from programs.spec import KEY_AWAIT_TIMEOUT, DeploymentSpec, config_to_spec, spec_to_config
-from stacks import ownership, stackconfig, workspace
+from programs.templates import load_catalog, resolve_services
+from stacks import locks, ownership, stackconfig, workspace
+from stacks.events import Collector, EngineError, OnEvent, Step
+from stacks.oneshot import OneShotStack
 from stacks.settings import Settings
 
 # Keys that are not part of the deployment's spec: they describe where it runs.
 KUBECONFIG_KEY = "shipstack:kubeconfig"
 DEFAULT_PROVIDERS_KEY = "pulumi:disable-default-providers"
-OnEvent = Callable[[dict[str, Any]], None]
+
+__all__ = ["EngineError", "OnEvent", "Step"]
 
 
 class Ingress(msgspec.Struct, frozen=True):
@@ -43,13 +49,7 @@ class ApplyResult(msgspec.Struct, frozen=True):
     ingresses: list[Ingress]
     changes: dict[str, int]
     changed: bool
-
-
-class Step(msgspec.Struct, frozen=True):
-    op: str
-    type: str
-    name: str
-    diffs: list[str] = []
+    config: str  # the stack config file the update ran with: the new config of record
 
 
 class PreviewResult(msgspec.Struct, frozen=True):
@@ -69,129 +69,92 @@ class Revision(msgspec.Struct, frozen=True):
     config: dict[str, str]
 
 
-class EngineError(RuntimeError):
-    """A Pulumi operation failed; the message is what a user should read."""
+def _stack(settings: Settings, name: str) -> OneShotStack:
+    return OneShotStack(name, workspace.shared(settings, program_from_config))
 
 
-def _stack(settings: Settings, name: str) -> auto.Stack:
-    return workspace.stack(settings, name, program_from_config)
-
-
-def stack_config(spec: DeploymentSpec, settings: Settings) -> dict[str, auto.ConfigValue]:
-    values = {k: auto.ConfigValue(value=v, secret=s) for k, (v, s) in spec_to_config(spec).items()}
+def stack_values(spec: DeploymentSpec, settings: Settings) -> dict[str, tuple[str, bool]]:
+    """The stack config for `spec` where this service deploys: {key: (value, is_secret)}."""
+    values = dict(spec_to_config(spec))
     kubeconfig = settings.engine.kubeconfig.read_text() if settings.engine.kubeconfig else ""
-    values[KUBECONFIG_KEY] = auto.ConfigValue(value=kubeconfig, secret=True)
+    values[KUBECONFIG_KEY] = (kubeconfig, True)
     # Every resource must name the explicit provider: the service's own
     # KUBECONFIG must never decide which cluster a tenant's stack lands on.
-    values[DEFAULT_PROVIDERS_KEY] = auto.ConfigValue(value='["kubernetes"]', secret=False)
-    values[KEY_AWAIT_TIMEOUT] = auto.ConfigValue(value=str(settings.engine.rollout_timeout_s), secret=False)
+    values[DEFAULT_PROVIDERS_KEY] = ('["kubernetes"]', False)
+    values[KEY_AWAIT_TIMEOUT] = (str(settings.engine.rollout_timeout_s), False)
     return values
 
 
-def current_spec(settings: Settings, name: str) -> DeploymentSpec | None:
-    """The spec the stack's config holds now, or None for a stack never configured."""
-    config = stackconfig.read(settings, name) or {}
-    plain = {k: v for k, v in config.items() if k.startswith("shipstack:") and k != KUBECONFIG_KEY}
+def render_config(settings: Settings, spec: DeploymentSpec, previous: str | None) -> str:
+    return stackconfig.render(stack_values(spec, settings), settings.engine.passphrase, previous)
+
+
+def spec_of(config: str | None, passphrase: str) -> DeploymentSpec | None:
+    """The spec a stack config file holds, or None for no config."""
+    values = stackconfig.read(config, passphrase) or {}
+    plain = {k: v for k, v in values.items() if k.startswith("shipstack:") and k != KUBECONFIG_KEY}
     return config_to_spec(plain) if plain else None
 
 
-def _event_dict(event: auto.EngineEvent) -> dict[str, Any] | None:
-    """A small JSON-able view of an engine event (secrets are already masked)."""
-    base = {"sequence": event.sequence, "timestamp": event.timestamp}
-    if event.resource_pre_event and not event.resource_pre_event.metadata.type.startswith("pulumi:"):
-        m = event.resource_pre_event.metadata
-        # Property paths that change ("spec.template.metadata.annotations..."), the
-        # detailed diff when the engine computed one, else the top-level keys.
-        diffs = sorted(m.detailed_diff) if m.detailed_diff else list(m.diffs or [])
-        return base | {"type": "step", "op": str(m.op.value), "resource": m.type, "urn": m.urn, "diffs": diffs}
-    if event.res_outputs_event and not event.res_outputs_event.metadata.type.startswith("pulumi:"):
-        m = event.res_outputs_event.metadata
-        return base | {"type": "done", "op": str(m.op.value), "resource": m.type, "urn": m.urn}
-    if event.diagnostic_event and event.diagnostic_event.severity in ("error", "warning", "info"):
-        d = event.diagnostic_event
-        if d.ephemeral:
-            return None
-        return base | {"type": "diagnostic", "severity": d.severity, "message": d.message.strip(), "urn": d.urn}
-    if event.summary_event:
-        s = event.summary_event
-        return base | {
-            "type": "summary",
-            "changes": {str(k): v for k, v in (s.resource_changes or {}).items()},
-            "duration_s": s.duration_seconds,
-        }
-    return None
+@contextlib.contextmanager
+def config_file(name: str, text: str | None) -> Iterator[str | None]:
+    """`text` as `Pulumi.<name>.yaml` in a folder only this process can read, for one
+    operation (None for no text: destroy and refresh read what they need from the
+    state, secrets with the state's own secrets manager)."""
+    if text is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="shipstack-op-") as folder:
+        path = Path(folder) / f"Pulumi.{name}.yaml"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
+        yield str(path)
 
 
-class _Collector:
-    """Engine events -> progress callback, and the error diagnostics for lastError."""
-
-    def __init__(self, on_event: OnEvent | None) -> None:
-        self.on_event = on_event
-        self.errors: list[str] = []
-        self.steps: list[Step] = []
-
-    def __call__(self, event: auto.EngineEvent) -> None:
-        item = _event_dict(event)
-        if item is None:
-            return
-        if item["type"] == "diagnostic" and item["severity"] == "error":
-            self.errors.append(item["message"])
-        if item["type"] == "step":
-            self.steps.append(
-                Step(op=item["op"], type=item["resource"], name=item["urn"].rsplit("::", 1)[-1], diffs=item["diffs"])
-            )
-        if self.on_event is not None:
-            self.on_event(item)
-
-    def error(self, exc: Exception) -> EngineError:
-        detail = "; ".join(dict.fromkeys(self.errors)) or _short(str(exc))
-        return EngineError(detail)
+def ingresses_of(spec: DeploymentSpec) -> list[Ingress]:
+    """The spec's ingresses, as the program's outputs would give them."""
+    template = load_catalog()[spec.template]
+    return [Ingress(**i) for i in outputs_for(spec, resolve_services(template, spec))["ingresses"]]
 
 
-def _short(text: str, limit: int = 2000) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def apply(settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None) -> ApplyResult:
-    """Writes the spec into the stack's config and runs `up`."""
+def apply(
+    settings: Settings,
+    spec: DeploymentSpec,
+    message: str,
+    on_event: OnEvent | None = None,
+    *,
+    config: str,
+    create: bool = False,
+) -> ApplyResult:
+    """Runs `up` for `spec` with `config`, its stack config file (`render_config`);
+    `create` makes the stack first when it does not exist."""
     ownership.check_namespace(settings.engine.kubeconfig, spec.name)
     stack = _stack(settings, spec.name)
-    stack.set_all_config(stack_config(spec, settings))
-    collector = _Collector(on_event)
-    try:
-        result = stack.up(message=message, on_event=collector, show_secrets=False, color="never")
-    except auto.errors.CommandError as exc:
-        raise collector.error(exc) from exc
-    changes = {str(k): v for k, v in (result.summary.resource_changes or {}).items()}
-    raw = result.outputs.get("ingresses")
-    ingresses = [Ingress(**i) for i in (raw.value if raw else [])]
-    changed = any(k != "same" and v for k, v in changes.items())
-    return ApplyResult(ingresses=ingresses, changes=changes, changed=changed)
+    if create:
+        with contextlib.suppress(auto.errors.StackAlreadyExistsError):
+            stack.workspace.create_stack(spec.name)
+    text = config
+    collector = Collector(on_event)
+    with config_file(spec.name, text) as path:
+        try:
+            stack.up_once(collector, message=message, config_file=path, color="never")
+        except auto.errors.CommandError as exc:
+            raise collector.error(exc) from exc
+    changed = any(k != "same" and v for k, v in collector.changes.items())
+    return ApplyResult(ingresses=ingresses_of(spec), changes=collector.changes, changed=changed, config=text)
 
 
-def preview(settings: Settings, spec: DeploymentSpec) -> PreviewResult:
-    """The exact diff `apply(spec)` would make, changing nothing.
-
-    The proposed config goes to a scratch copy of the stack's config file, so
-    the real stack config (and so the next revision) is left untouched.
-    """
+def preview(settings: Settings, spec: DeploymentSpec, current: str | None) -> PreviewResult:
+    """The exact diff `apply(spec)` would make, changing nothing (the proposed config
+    goes to this preview's own file; the config of record is untouched)."""
     stack = _stack(settings, spec.name)
-    scratch = settings.engine.stacks_dir / f".preview-{spec.name}-{os.getpid()}.yaml"
-    real = settings.engine.stacks_dir / f"Pulumi.{spec.name}.yaml"
-    scratch.write_bytes(real.read_bytes() if real.exists() else b"")
-    collector = _Collector(None)
-    try:
-        args = ["config", "set-all", "--stack", spec.name, "--config-file", str(scratch)]
-        for key, value in stack_config(spec, settings).items():
-            args += ["--secret" if value.secret else "--plaintext", f"{key}={value.value}"]
-        stack.workspace.pulumi_command.run(args, str(settings.engine.stacks_dir), stack.workspace.env_vars)
-        result = stack.preview(on_event=collector, diff=True, config_file=str(scratch), color="never")
-    except auto.errors.CommandError as exc:
-        raise collector.error(exc) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
+    collector = Collector(None)
+    with config_file(spec.name, render_config(settings, spec, current)) as path:
+        try:
+            result = stack.preview(on_event=collector, diff=True, config_file=path, color="never")
+        except auto.errors.CommandError as exc:
+            raise collector.error(exc) from exc
     steps = [s for s in collector.steps if s.op != "same"]
     pods_roll = any(
         s.type == "kubernetes:apps/v1:Deployment"
@@ -202,102 +165,55 @@ def preview(settings: Settings, spec: DeploymentSpec) -> PreviewResult:
     return PreviewResult(steps=steps, changes=changes, pods_roll=pods_roll)
 
 
-def destroy(settings: Settings, name: str, on_event: OnEvent | None = None) -> None:
-    """Deletes every Kubernetes object of the stack, then the stack and its config."""
+def destroy(settings: Settings, name: str, current: str | None, on_event: OnEvent | None = None) -> None:
+    """Deletes every Kubernetes object of the stack, then the stack."""
     stack = _stack(settings, name)
-    collector = _Collector(on_event)
+    collector = Collector(on_event)
     try:
-        stack.destroy(message="delete", on_event=collector, color="never")
+        with config_file(name, current) as path:
+            stack.destroy_once(collector, message="delete", config_file=path, color="never")
+    except auto.errors.StackNotFoundError:
+        return  # never created (a create that failed before `stack init`)
     except auto.errors.CommandError as exc:
         raise collector.error(exc) from exc
-    stack.workspace.remove_stack(name)
-    with contextlib.suppress(FileNotFoundError):
-        (settings.engine.stacks_dir / f"Pulumi.{name}.yaml").unlink()
+    with contextlib.suppress(auto.errors.StackNotFoundError):
+        stack.workspace.remove_stack(name)
 
 
-def history(settings: Settings, name: str, *, show_secrets: bool = False) -> list[Revision]:
-    """Every update of the stack, oldest first, numbered from 1.
-
-    DIY backends report version 0 for every entry, so the number is the
-    position in the stack's own history.
-    """
+def history(settings: Settings, name: str) -> list[Revision]:
+    """Every update in the backend's own history of the stack, oldest first, numbered
+    from 1 (DIY backends report version 0 for every entry), secrets blinded. What the
+    ordinary `pulumi stack history` shows; the service keeps its revisions in the
+    database (`persistence.revisions`)."""
     try:
-        # Select, never create: a read must not race the create of a new stack.
-        stack = auto.Stack.select(name, workspace.shared(settings, program_from_config))
+        entries = _stack(settings, name).history(show_secrets=False)
     except auto.errors.StackNotFoundError:
         return []
-    entries = stack.history(show_secrets=show_secrets)
-    revisions = []
-    for n, e in enumerate(reversed(entries), start=1):
-        revisions.append(
-            Revision(
-                version=n,
-                kind=e.kind,
-                result=e.result,
-                message=e.message or "",
-                start_time=e.start_time,
-                end_time=e.end_time,
-                resource_changes={str(k): v for k, v in (e.resource_changes or {}).items()},
-                config={k: v.value for k, v in e.config.items() if k != KUBECONFIG_KEY},
-            )
+    return [
+        Revision(
+            version=n,
+            kind=e.kind,
+            result=e.result,
+            message=e.message or "",
+            start_time=e.start_time,
+            end_time=e.end_time,
+            resource_changes={str(k): v for k, v in (e.resource_changes or {}).items()},
+            config={k: v.value for k, v in e.config.items() if k != KUBECONFIG_KEY},
         )
-    return revisions
+        for n, e in enumerate(reversed(entries), start=1)
+    ]
 
 
-def spec_at(settings: Settings, name: str, version: int) -> DeploymentSpec:
-    """The exact spec revision `version` ran with (secrets decrypted)."""
-    for rev in history(settings, name, show_secrets=True):
-        if rev.version == version:
-            if rev.kind != "update":
-                raise EngineError(f"revision {version} is a {rev.kind}, not an update; pick an update revision")
-            plain = {k: v for k, v in rev.config.items() if k.startswith("shipstack:")}
-            return config_to_spec(plain)
-    raise EngineError(f"revision {version} does not exist")
-
-
-def recover(settings: Settings, name: str) -> None:
+def recover(settings: Settings, name: str, current: str | None) -> None:
     """Clears what a killed `up` left behind: the backend lock and pending operations.
 
     Called only for stacks whose operation this service had claimed and whose
     process is gone, so no live update can be holding the lock.
     """
-    _release_stale_lock(settings, name)
+    locks.release_stale(settings, name)
     stack = _stack(settings, name)
-    with contextlib.suppress(auto.errors.CommandError):
-        stack.refresh(clear_pending_creates=True, message="recover after interrupted operation", color="never")
-
-
-def _release_stale_lock(settings: Settings, name: str) -> None:
-    """Deletes a file-backend lock whose owning pulumi process is dead.
-
-    `pulumi cancel` on a DIY backend just deletes lock files; doing that while
-    the owner still runs would allow two concurrent updates, so check the pid.
-    """
-    if not settings.engine.backend_url.startswith("file://"):
-        with contextlib.suppress(auto.errors.CommandError):
-            _stack(settings, name).cancel()
-        return
-    root = Path(settings.engine.backend_url.removeprefix("file://"))
-    lock_dir = root / ".pulumi" / "locks" / "organization" / workspace.PROJECT / name
-    for lock in lock_dir.glob("*.json") if lock_dir.exists() else []:
-        try:
-            info = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            info = {}
-        pid, host = int(info.get("pid") or 0), info.get("hostname") or socket.gethostname()
-        if host != socket.gethostname() or (pid and _pid_alive(pid)):
-            raise EngineError(
-                f"stack {name} is locked by pulumi process {pid} on {host}; if that process is gone, "
-                f"run 'pulumi cancel -s {name}' and retry"
-            )
-        lock.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    with config_file(name, current) as path, contextlib.suppress(auto.errors.CommandError):
+        stack.refresh_once(
+            Collector(None), clear_pending_creates=True, message="recover after interrupted operation",
+            config_file=path, color="never",
+        )  # fmt: skip

@@ -57,8 +57,13 @@ VARIABLES: tuple[Variable, ...] = (
              "ingress hosts are `NAME.BASE_DOMAIN`, urls `https://NAME.BASE_DOMAIN`"),
     Variable("SHIPSTACK_INGRESS_CONTROLLER", "true",
              "set `false` on a cluster without an ingress controller: Ingresses are then not awaited"),
+    Variable("SHIPSTACK_ROLE", "all",
+             "`all` serves the API and runs operations and the scheduler; `api` only serves; `worker` only runs "
+             "(`python -m api worker` is a worker whatever this says)"),
     Variable("SHIPSTACK_WORKERS", "4", "operations run in parallel (one per deployment at a time)"),
     Variable("SHIPSTACK_BILLING", "false", "enforce tier limits (free 1, business 10, enterprise unlimited)"),
+    Variable("SHIPSTACK_ENGINE_NICE", "10",
+             "the niceness pulumi and its provider run at: below the API, so reads never wait for a rollout's CPU"),
     Variable("SHIPSTACK_ROLLOUT_TIMEOUT", "300",
              "seconds a rollout may take before the update fails (and an auto-update is rolled back)"),
     Variable("SHIPSTACK_INGRESS_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=ingress-nginx",
@@ -120,6 +125,7 @@ class RegistryCredentials(msgspec.Struct, frozen=True):
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     database_url: str
+    role: str = "all"  # all | api | worker
     base_domain: str = "shipstack.localhost"
     # The local cluster has an ingress status writer; a real cluster without an
     # ingress controller sets this false so Ingresses are not awaited.
@@ -140,6 +146,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     # How long Pulumi waits for a rollout (Deployment Available, Service endpoints,
     # Ingress address) before the update fails: "the deployment's timeout".
     rollout_timeout_s: int = 300
+    niceness: int = 10
     # The PATH pulumi's children (the provider, the language host) are started with.
     path: str = ""
 
@@ -195,12 +202,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Parses `env` (the process environment by default); SettingsError names a bad variable."""
         e = _Env(os.environ if env is None else env)
+        backend = e.raw.get("PULUMI_BACKEND_URL") or ""
+        if backend and not backend.startswith("file://") and not e.raw.get("PULUMI_CONFIG_PASSPHRASE"):
+            raise SettingsError(
+                f"PULUMI_BACKEND_URL is {backend.split('://')[0]}://..., a shared backend, and "
+                "PULUMI_CONFIG_PASSPHRASE is not set: the built-in passphrase would let anyone who can read the "
+                "state decrypt every env value in it. Set PULUMI_CONFIG_PASSPHRASE to a secret of your own (the "
+                "same on every replica)."
+            )
         data_dir = Path(e.text("SHIPSTACK_DATA", str(REPO_ROOT / ".shipstack"))).resolve()
         cache = Path(e.text("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
         return cls(
             service=ServiceSettings(
                 data_dir=data_dir,
                 database_url=e.text("SHIPSTACK_DATABASE_URL", f"sqlite:///{data_dir / 'shipstack.db'}"),
+                role=e.parse("SHIPSTACK_ROLE", _one_of("all", "api", "worker")),
                 base_domain=e.text("SHIPSTACK_BASE_DOMAIN"),
                 ingress_controller=e.parse("SHIPSTACK_INGRESS_CONTROLLER", _bool),
                 billing_enabled=e.parse("SHIPSTACK_BILLING", _bool),
@@ -214,6 +230,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 kubeconfig=Path(e.text("KUBECONFIG", str(data_dir / "cluster" / "kubeconfig"))),
                 stacks_dir=data_dir / "stacks",
                 rollout_timeout_s=e.parse("SHIPSTACK_ROLLOUT_TIMEOUT", _positive(int)),
+                niceness=e.parse("SHIPSTACK_ENGINE_NICE", _niceness),
                 path=f"{cache / 'bin'}{os.pathsep}{e.raw.get('PATH', '')}",
             ),
             tenancy=_tenancy(e),
@@ -241,6 +258,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 max_pages=e.parse("SHIPSTACK_REGISTRY_MAX_PAGES", _positive(int)),
             ),
         )
+
+    @property
+    def default_passphrase(self) -> bool:
+        """The built-in passphrase: anyone with the state can decrypt every secret in it."""
+        return self.engine.passphrase == DEFAULT_PASSPHRASE
 
     def with_database(self, url: str) -> Settings:
         return msgspec.structs.replace(self, service=msgspec.structs.replace(self.service, database_url=url))
@@ -299,6 +321,23 @@ def _non_negative(kind: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return parse
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _niceness(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 19:
+        raise ValueError("must be between 0 and 19")
+    return value
 
 
 def _host_set(text: str) -> frozenset[str]:

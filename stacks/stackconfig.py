@@ -1,11 +1,17 @@
-"""Reads a stack's current config straight from its `Pulumi.<stack>.yaml`.
+"""A stack's config file (`Pulumi.<stack>.yaml`): written by shipstack, read without
+a pulumi process.
 
-`GET /api/deployments/config` must answer without starting a pulumi process
-(each one spends ~0.5 s deriving the passphrase key). The file is the one the
-Automation API writes; secrets in it use Pulumi's passphrase scheme: AES-256-GCM
-values `v1:<nonce>:<ciphertext>` under a key derived by PBKDF2-SHA256
-(1,000,000 rounds) from the passphrase and the file's `encryptionsalt`. The
-derived key is cached per salt, so only the first read of a stack pays for it.
+The file's text is the stack config of record. It is kept in the database (the
+deployment row's `stack_config`), recorded in the same transaction as the result of
+the update that applied it, and rendered into a private per-operation file that the
+CLI reads with `--config-file`; so no secret (env values, the kubeconfig) is ever on
+a command line and any host can run any deployment.
+
+Secrets use Pulumi's passphrase scheme, byte for byte what the CLI writes: AES-256-GCM
+values `v1:<nonce>:<ciphertext>` under a key derived by PBKDF2-SHA256 (1,000,000
+rounds) from the passphrase and the file's salt (`encryptionsalt: v1:<salt>:<the
+word "pulumi" encrypted>`). A derived key is cached per salt, so only the first use
+of a stack in a process pays for it (~0.3 s of CPU).
 """
 
 from __future__ import annotations
@@ -14,58 +20,75 @@ import base64
 import functools
 import hashlib
 import json
-from pathlib import Path
+import os
+from collections.abc import Mapping
 
 import yaml
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from stacks.settings import Settings
+SALT_BYTES = 8  # what the CLI uses
+NONCE_BYTES = 12
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: ~10x faster
 
 
 class StackConfigError(RuntimeError):
-    pass
+    """Config text that cannot be read: the message names the problem, never a value."""
 
 
 @functools.lru_cache(maxsize=4096)
-def _key(passphrase: str, salt: bytes) -> bytes:
+def derive_key(passphrase: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", passphrase.encode(), salt, 1_000_000, 32)
 
 
-def _decrypt(key: bytes, value: str) -> str:
-    version, nonce, ciphertext = value.split(":")
-    if version != "v1":
-        raise StackConfigError(f"unknown secret version {version!r}")
-    return AESGCM(key).decrypt(base64.b64decode(nonce), base64.b64decode(ciphertext), None).decode()
+def encrypt(key: bytes, plaintext: str) -> str:
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), None)
+    return f"v1:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
 
 
-def read(settings: Settings, name: str) -> dict[str, str] | None:
-    """The stack's config with secrets decrypted, or None if it has none yet."""
-    path = Path(settings.engine.stacks_dir) / f"Pulumi.{name}.yaml"
+def decrypt(key: bytes, value: str) -> str:
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        return None
-    salt_state = doc.get("encryptionsalt", "")
-    parts = salt_state.split(":", 2)
+        version, nonce, ciphertext = value.split(":")
+        if version != "v1":
+            raise StackConfigError(f"unknown secret version {version!r}")
+        return AESGCM(key).decrypt(base64.b64decode(nonce), base64.b64decode(ciphertext), None).decode()
+    except StackConfigError:
+        raise
+    except Exception:
+        raise StackConfigError("a secret cannot be decrypted with this passphrase") from None
+
+
+def _parse(text: str) -> dict:
+    try:
+        doc = yaml.load(text, Loader=_LOADER) or {}
+    except yaml.YAMLError:
+        raise StackConfigError("the stack config is not YAML") from None
+    if not isinstance(doc, dict):
+        raise StackConfigError("the stack config is not a YAML mapping")
+    return doc
+
+
+def key_of(salt_line: str, passphrase: str) -> bytes:
+    """The key of a file's `encryptionsalt`, checked against the passphrase."""
+    parts = salt_line.split(":", 2)
     if len(parts) != 3 or parts[0] != "v1":
-        raise StackConfigError(f"{path} has no passphrase salt")
-    key = _key(settings.engine.passphrase, base64.b64decode(parts[1]))
-    try:
-        if _decrypt(key, parts[2]) != "pulumi":
-            raise StackConfigError("the passphrase does not match this stack")
-    except Exception as exc:
-        raise StackConfigError("the passphrase does not match this stack") from exc
-    out: dict[str, str] = {}
-    for k, v in (doc.get("config") or {}).items():
-        out[k] = _decrypt(key, v["secure"]) if _is_secret(v) else render(v)
-    return out
+        raise StackConfigError("the stack config has no passphrase salt")
+    key = derive_key(passphrase, base64.b64decode(parts[1]))
+    if decrypt(key, parts[2]) != "pulumi":
+        raise StackConfigError("the passphrase does not match this stack")
+    return key
+
+
+def new_salt_line(passphrase: str) -> str:
+    salt = os.urandom(SALT_BYTES)
+    return f"v1:{base64.b64encode(salt).decode()}:{encrypt(derive_key(passphrase, salt), 'pulumi')}"
 
 
 def _is_secret(value: object) -> bool:
     return isinstance(value, dict) and "secure" in value
 
 
-def render(value: object) -> str:
+def render_value(value: object) -> str:
     """A config value from the YAML file as the CLI would print it."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -74,8 +97,43 @@ def render(value: object) -> str:
     return json.dumps(value)
 
 
-def read_plain(path: Path, keys: tuple[str, ...], loader: type = yaml.SafeLoader) -> dict[str, str]:
-    """Only the named plain (non-secret) keys of a stack config file: no key
-    derivation, for readers of many stacks at once (the auto-update poll)."""
-    config = (yaml.load(path.read_text(), Loader=loader) or {}).get("config") or {}
-    return {k: render(config[k]) for k in keys if config.get(k) is not None and not _is_secret(config[k])}
+def render(values: Mapping[str, tuple[str, bool]], passphrase: str, previous: str | None = None) -> str:
+    """The file for `values` ({key: (value, is_secret)}), keeping the salt of `previous`
+    (a stack keeps its salt for life) and the ciphertext of each secret whose value did
+    not change, so an unchanged config renders to unchanged text."""
+    old = _parse(previous) if previous else {}
+    salt_line = old.get("encryptionsalt") or new_salt_line(passphrase)
+    key = key_of(salt_line, passphrase)
+    old_config = old.get("config") or {}
+    config: dict[str, object] = {}
+    for name, (value, secret) in sorted(values.items()):
+        if not secret:
+            config[name] = value
+            continue
+        before = old_config.get(name)
+        if _is_secret(before) and decrypt(key, before["secure"]) == value:
+            config[name] = before
+        else:
+            config[name] = {"secure": encrypt(key, value)}
+    return yaml.safe_dump({"encryptionsalt": salt_line, "config": config}, sort_keys=True, width=1 << 20)
+
+
+def read(text: str | None, passphrase: str) -> dict[str, str] | None:
+    """Every value of the file, secrets decrypted; None for no file."""
+    if not text:
+        return None
+    doc = _parse(text)
+    key = key_of(doc.get("encryptionsalt", ""), passphrase)
+    return {
+        name: decrypt(key, value["secure"]) if _is_secret(value) else render_value(value)
+        for name, value in (doc.get("config") or {}).items()
+    }
+
+
+def read_plain(text: str | None, keys: tuple[str, ...]) -> dict[str, str]:
+    """Only the named plain (non-secret) values: no key derivation, for readers of many
+    stacks at once (the auto-update poll)."""
+    if not text:
+        return {}
+    config = _parse(text).get("config") or {}
+    return {k: render_value(config[k]) for k in keys if config.get(k) is not None and not _is_secret(config[k])}

@@ -12,6 +12,9 @@ PULUMI_HOME and update checks are off.
 from __future__ import annotations
 
 import functools
+import shlex
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,10 +44,19 @@ def engine_env(engine: EngineSettings) -> dict[str, str]:
 
 
 @functools.cache
-def pulumi_command(cli_root: str) -> auto.PulumiCommand:
-    """One PulumiCommand per process: constructing it runs `pulumi version`.
-    `cli_root` is the folder whose bin/pulumi is the CLI built by toolchain/build.sh."""
-    return auto.PulumiCommand(root=cli_root)
+def pulumi_command(cache_dir: Path, niceness: int) -> auto.PulumiCommand:
+    """One PulumiCommand per process (constructing it runs `pulumi version`), whose
+    `bin/pulumi` runs the CLI built by toolchain/build.sh below the API's CPU priority
+    (its provider plugins inherit that) and killed with the worker that started it, so
+    a dead worker leaves no `pulumi` holding its stack."""
+    real = cache_dir / "bin" / "pulumi"
+    root = Path(tempfile.mkdtemp(prefix="shipstack-cli-"))
+    (root / "bin").mkdir()
+    wrapper = root / "bin" / "pulumi"
+    guard = "setpriv --pdeathsig KILL -- " if shutil.which("setpriv") else ""
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {niceness} {guard}{shlex.quote(str(real))} "$@"\n')
+    wrapper.chmod(0o755)
+    return auto.PulumiCommand(root=str(root))
 
 
 def _options(engine: EngineSettings) -> dict:
@@ -63,7 +75,7 @@ def _options(engine: EngineSettings) -> dict:
             main=str(REPO_ROOT / "programs"),
             backend=auto.ProjectBackend(url=engine.backend_url),
         ),
-        "pulumi_command": pulumi_command(str(engine.cache_dir)),
+        "pulumi_command": pulumi_command(engine.cache_dir, engine.niceness),
     }
 
 

@@ -68,7 +68,6 @@ async def put_auto_update(
     "intervalSeconds"?, "prerelease"?}`; queued as an operation, answered at once."""
     body = _decode(await request.body())
     service.check(body)  # the fields given, before anything is looked up; merged again in the transaction
-    stack = await anyio.to_thread.run_sync(service.stack_settings, settings, body.deployment_name)
     key = request.headers.get(HEADER)
     replay = None
     if key is not None:
@@ -77,7 +76,7 @@ async def put_auto_update(
 
     def run() -> Response[Any]:
         result = submit(
-            database.writes, runner.notify, principal, lambda db: service.update(db, principal, body, stack), replay
+            database.writes, runner.notify, principal, lambda db: service.update(db, principal, body), replay
         )
         return Response(content=result.body, status_code=result.status, media_type=MediaType.JSON)
 

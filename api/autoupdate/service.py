@@ -33,12 +33,14 @@ from api.deployments.service import enqueue_change, invalid, managed
 from api.deployments.tenancy import get_visible_deployment
 from api.errors import Internal
 from persistence.enums import OperationKind
+from persistence.models import Deployment
 from programs.spec import KEY_AUTO_UPDATE, KEY_STRATEGY, STRATEGIES, UPDATE_POLICIES, AutoUpdate
 from programs.validate import validate_auto_update
 from scheduler import store
 from scheduler.targets import ConfigCache
 from stacks.changes import Change
 from stacks.settings import Settings
+from stacks.stackconfig import StackConfigError
 
 StackSettings = tuple[AutoUpdate | None, str | None]
 
@@ -46,28 +48,28 @@ StackSettings = tuple[AutoUpdate | None, str | None]
 _configs = ConfigCache()
 
 
-def stack_settings(settings: Settings, name: str) -> StackSettings:
-    """What the stack config holds (None, None before the first `up`)."""
+def stack_settings(row: Deployment) -> StackSettings:
+    """What the stack config of record holds (None, None before the first `up`)."""
     try:
-        config = _configs.read(settings, name)
-    except Exception as exc:  # unreadable YAML: a server-side problem, not the caller's
-        raise Internal(f"The stack config of '{name}' cannot be read", "config_unreadable") from exc
+        config = _configs.read(row.name, row.stack_config)
+    except StackConfigError as exc:  # corrupt stored config: a server-side problem, not the caller's
+        raise Internal(f"The stack config of '{row.name}' cannot be read", "config_unreadable") from exc
     if not config:
         return None, None
     raw = config.get(KEY_AUTO_UPDATE)
     try:
         auto = msgspec.json.decode(raw, type=AutoUpdate) if raw else AutoUpdate()
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise Internal(f"The auto-update config of '{name}' is invalid", "config_unreadable") from exc
+        raise Internal(f"The auto-update config of '{row.name}' is invalid", "config_unreadable") from exc
     return auto, config.get(KEY_STRATEGY) or None
 
 
-def _pending(db: Session, name: str) -> StackSettings:
+def _pending(db: Session, row: Deployment) -> StackSettings:
     """The auto-update settings and strategy of the newest accepted, not yet applied
     change that sets them (a create carries the whole spec)."""
     auto: AutoUpdate | None = None
     strategy: str | None = None
-    for op in repo.active_operations(db, name):
+    for op in repo.active_operations(db, row):
         payload = op.payload or {}
         source = payload.get("spec") if "spec" in payload else payload.get("change") or {}
         if auto is None and source.get("auto_update") is not None:
@@ -79,15 +81,15 @@ def _pending(db: Session, name: str) -> StackSettings:
     return auto, strategy
 
 
-def _effective(db: Session, stack: StackSettings, name: str) -> tuple[AutoUpdate, str]:
-    pending_auto, pending_strategy = _pending(db, name)
+def _effective(db: Session, row: Deployment) -> tuple[AutoUpdate, str]:
+    stack = stack_settings(row)
+    pending_auto, pending_strategy = _pending(db, row)
     return pending_auto or stack[0] or AutoUpdate(), pending_strategy or stack[1] or "rolling"
 
 
 def get_settings(db: Session, principal: Principal, name: str, settings: Settings) -> AutoUpdateSettings:
     """The settings in force, or those of the newest change still queued."""
-    get_visible_deployment(db, principal, name)
-    return auto_update_settings(*_effective(db, stack_settings(settings, name), name))
+    return auto_update_settings(*_effective(db, get_visible_deployment(db, principal, name)))
 
 
 def merge(current: AutoUpdate, body: AutoUpdatePut) -> AutoUpdate:
@@ -144,8 +146,7 @@ def update(
 def status(db: Session, principal: Principal, name: str, settings: Settings) -> StatusOut:
     """The scheduler's last decision: every candidate tag and why it was chosen or
     rejected, the repository's last poll, and digests never retried."""
-    get_visible_deployment(db, principal, name)
-    auto, strategy = _effective(db, stack_settings(settings, name), name)
+    auto, strategy = _effective(db, get_visible_deployment(db, principal, name))
     last = store.load_status(db, name)
     bad = store.bad_digests(db, [name]).get(name, {})
     repository = (

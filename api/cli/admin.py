@@ -12,6 +12,7 @@
     shipstack keys list [--user NAME]
     shipstack keys revoke PREFIX
     shipstack billing events [--limit N]
+    shipstack stack-config NAME [--out FILE]
     shipstack migrate
 
 The database comes from the service settings (SHIPSTACK_DATABASE_URL, or the SQLite
@@ -22,22 +23,24 @@ stdout alone, so `KEY=$(shipstack keys create ...)` works; everything else goes 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.accounts import service as accounts
 from api.auth.principal import ALL_SCOPES
 from api.auth.schemas import key_status
-from api.errors import Invalid, ServiceError, exit_code
+from api.errors import Invalid, NotFound, ServiceError, exit_code
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import list_billing_events
 from persistence.db import make_engine, migrate, session_factory
 from persistence.keys import list_keys
-from persistence.models import TEAM_ROLES, TIERS
+from persistence.models import TEAM_ROLES, TIERS, Deployment
 from stacks.settings import Settings
 
 Command = Callable[[argparse.Namespace, Session], int]
@@ -175,6 +178,22 @@ def cmd_billing_events(args: argparse.Namespace, db: Session) -> int:
     return 0
 
 
+def cmd_stack_config(args: argparse.Namespace, db: Session) -> int:
+    """The deployment's stack config file of record, for the ordinary pulumi CLI
+    (`pulumi preview -s NAME --config-file FILE`): secrets stay encrypted in it."""
+    text = db.scalar(select(Deployment.stack_config).where(Deployment.name == args.name))
+    if text is None:
+        raise NotFound(f"Deployment '{args.name}' not found, or never updated")
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    _info(f"wrote {args.out}")
+    return 0
+
+
 def cmd_migrate(_args: argparse.Namespace, _db: Session) -> int:
     _info("database is at the latest schema")
     return 0
@@ -233,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = keys.add_parser("revoke")
     p.add_argument("prefix")
     p.set_defaults(func=cmd_keys_revoke)
+
+    p = sub.add_parser("stack-config", help="print or write a deployment's stack config file")
+    p.add_argument("name")
+    p.add_argument("--out", default=None, help="write it here, readable only by you")
+    p.set_defaults(func=cmd_stack_config)
 
     billing = sub.add_parser("billing").add_subparsers(dest="action", required=True)
     p = billing.add_parser("events")

@@ -24,6 +24,7 @@ POLICIES = ("digest", "patch", "minor", "major")
 ADMIN_COMMANDS = {
     "bootstrap": "admin, on the database: create the first admin and its API key",
     "migrate": "admin, on the database: upgrade the schema",
+    "stack-config": "admin, on the database: a deployment's stack config file, for the pulumi CLI",
     "users": "admin, on the database: create and list users, set tiers",
     "teams": "admin, on the database: create teams, add members, set tiers",
     "keys": "admin, on the database: create, list and revoke API keys",

@@ -26,15 +26,26 @@ from api.deployments.schemas import (
 from api.deployments.service import invalid, managed
 from api.deployments.tenancy import get_visible_deployment
 from api.errors import Conflict, Unavailable
+from persistence import revisions
 from programs.images import validate_image
-from programs.spec import KEY_ENV, KEY_ENV_KEYS, AutoUpdate, DeploymentSpec, SpecConfigError, config_to_spec
+from programs.spec import (
+    KEY_ENV,
+    KEY_ENV_KEYS,
+    SPEC_CONFIG_KEYS,
+    AutoUpdate,
+    DeploymentSpec,
+    SpecConfigError,
+    config_to_spec,
+)
 from programs.templates import load_catalog
 from programs.validate import validate_env, validate_spec
-from stacks import engine
+from stacks import engine, stackconfig
 from stacks.changes import Change, apply_change
 from stacks.settings import Settings
 
 log = logging.getLogger("shipstack.api.history")
+# Every key of the spec but the env, whose keys `envKeys` lists in plain text.
+PLAIN_SPEC_KEYS = tuple(k for k in SPEC_CONFIG_KEYS if k != KEY_ENV)
 
 
 def auto_update_settings(auto: AutoUpdate, strategy: str) -> AutoUpdateSettings:
@@ -75,26 +86,22 @@ def revision_spec(config: Mapping[str, str]) -> RevisionSpec | None:
 
 
 def history(db: Session, principal: Principal, name: str, settings: Settings) -> HistoryResponse:
-    """Every revision, newest first, numbered from 1 (the oldest)."""
-    get_visible_deployment(db, principal, name)
-    try:
-        revisions = engine.history(settings, name)
-    except Exception:
-        log.exception("reading the history of %s failed", name)
-        raise Unavailable("Could not read the stack history; retry later", "engine_unavailable") from None
+    """Every revision, newest first, numbered from 1 (the oldest): read from the
+    database, no pulumi process."""
+    row = get_visible_deployment(db, principal, name)
     return HistoryResponse(
         revisions=[
             RevisionOut(
-                version=r.version,
-                kind=r.kind,
+                version=r.number,
+                kind="update",
                 result=r.result,
                 message=r.message,
-                startTime=r.start_time,
-                endTime=r.end_time,
+                startTime=r.started_at,
+                endTime=r.finished_at,
                 resourceChanges=r.resource_changes,
-                spec=revision_spec(r.config),
+                spec=revision_spec(stackconfig.read_plain(r.config, PLAIN_SPEC_KEYS)),
             )
-            for r in reversed(revisions)
+            for r in revisions.for_deployment(db, row.id)
         ]
     )
 
@@ -110,8 +117,8 @@ def check_preview(data: PreviewRequest) -> None:
 def preview(db: Session, principal: Principal, name: str, data: PreviewRequest, settings: Settings) -> PreviewResponse:
     """The exact diff the change would make, changing nothing."""
     check_preview(data)
-    managed(db, principal, name)
-    current = engine.current_spec(settings, name)
+    row = managed(db, principal, name)
+    current = engine.spec_of(row.stack_config, settings.engine.passphrase)
     if current is None:
         raise Conflict(f"Deployment '{name}' has not been created in the cluster yet", "not_created")
     change = Change(env=data.configData, image=data.image, visibility=data.visibility)
@@ -120,7 +127,7 @@ def preview(db: Session, principal: Principal, name: str, data: PreviewRequest, 
     if errors:
         raise invalid(errors)
     try:
-        result = engine.preview(settings, target)
+        result = engine.preview(settings, target, row.stack_config)
     except engine.EngineError:
         log.exception("preview of %s failed", name)
         raise Unavailable("The engine could not compute the preview; retry later", "engine_error") from None

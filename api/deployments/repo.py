@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from api.auth.principal import Principal
 from api.deployments.tenancy import visible_deployments_filter
 from persistence import operations as ops
-from persistence.enums import OperationKind
+from persistence.enums import OperationKind, OperationStatus
 from persistence.models import Deployment, Operation
 
 
@@ -23,11 +23,11 @@ def name_taken(db: Session, name: str) -> bool:
     return db.scalar(select(Deployment.id).where(Deployment.name == name)) is not None
 
 
-def active_operations(db: Session, name: str) -> Sequence[Operation]:
-    """Queued and running operations of a deployment, newest first."""
+def active_operations(db: Session, row: Deployment) -> Sequence[Operation]:
+    """Queued and running operations of a deployment row, newest first."""
     return db.scalars(
         select(Operation)
-        .where(Operation.deployment_name == name, Operation.status.in_(ops.ACTIVE))
+        .where(Operation.deployment_id == row.id, Operation.status.in_(ops.ACTIVE))
         .order_by(Operation.created_at.desc(), Operation.id.desc())
     ).all()
 
@@ -39,3 +39,12 @@ def active_delete(db: Session, name: str) -> str | None:
             Operation.deployment_name == name, Operation.kind == OperationKind.DELETE, Operation.status.in_(ops.ACTIVE)
         )
     )
+
+
+def queued_operations(db: Session, row: Deployment) -> Sequence[Operation]:
+    """The deployment row's operations not started yet, newest first."""
+    return db.scalars(
+        select(Operation)
+        .where(Operation.deployment_id == row.id, Operation.status == OperationStatus.QUEUED)
+        .order_by(Operation.created_at.desc(), Operation.id.desc())
+    ).all()

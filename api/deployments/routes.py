@@ -260,13 +260,14 @@ def put_config(
     principal: CurrentPrincipal,
     database: AppDatabase,
     runner: AppRunner,
+    settings: AppSettings,
     data: JSONBody[ConfigUpdateRequest],
 ) -> Response[Accepted]:
     """Replace the env vars (the template's generated secrets are kept)."""
     service.check_config(data.configData)
     return _run_write(
         request, principal, database, runner, data,
-        lambda db: service.update_config(db, principal, data.deployment_name, data.configData),
+        lambda db: service.update_config(db, principal, data.deployment_name, data.configData, settings),
     )  # fmt: skip
 
 

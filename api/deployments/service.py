@@ -36,21 +36,24 @@ from api.deployments.schemas import (
 )
 from api.deployments.templates import template_or_invalid
 from api.deployments.tenancy import can_manage, get_visible_deployment
-from api.errors import Conflict, Forbidden, Internal, Invalid, NotFound
+from api.errors import Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited
 from persistence import operations as ops
+from persistence import revisions
 from persistence.billing import record_billing_event
-from persistence.enums import DeploymentStatus
+from persistence.enums import DeploymentStatus, OperationKind
 from persistence.models import Deployment
 from programs.images import validate_image
 from programs.names import generate_name
 from programs.spec import DeploymentSpec
 from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
 from programs.validate import validate_env, validate_spec
-from stacks import stackconfig
+from stacks import sealing, stackconfig
 from stacks.changes import Change
 from stacks.settings import Settings
 
 MAX_WAIT_S = 60
+MAX_QUEUED = 50  # operations waiting on one deployment
+QUEUE_RETRY_S = 10.0
 NAME_ATTEMPTS = 20
 WAIT_POLL_S = 0.5
 
@@ -123,16 +126,17 @@ async def wait_for_change(read: Callable[[], Any], first: StatusResponse, wait_s
 
 def get_config(db: Session, principal: Principal, name: str, settings: Settings) -> ConfigResponse:
     """The env vars in force, or those of the newest accepted change still queued."""
-    get_visible_deployment(db, principal, name)
-    for op in repo.active_operations(db, name):
+    row = get_visible_deployment(db, principal, name)
+    for op in repo.active_operations(db, row):
         payload = op.payload or {}
+        payload = sealing.unseal(payload, settings.engine.passphrase)
         if "spec" in payload:
             return ConfigResponse(configData=dict(payload["spec"].get("env", {})))
         env = (payload.get("change") or {}).get("env")
         if env is not None:
             return ConfigResponse(configData=dict(env))
     try:
-        config = stackconfig.read(settings, name)
+        config = stackconfig.read(row.stack_config, settings.engine.passphrase)
     except stackconfig.StackConfigError:
         raise Internal(f"The stored configuration of '{name}' cannot be read", "config_unreadable") from None
     if not config:
@@ -151,11 +155,26 @@ def managed(db: Session, principal: Principal, name: str) -> Deployment:
     return row
 
 
-def enqueue_change(db: Session, row: Deployment, kind: str, change: Change, message: str) -> Accepted:
-    """Queues `change` behind whatever runs on the deployment; 409 while it is being deleted."""
+def enqueue_change(
+    db: Session, row: Deployment, kind: str, change: Change, message: str, passphrase: str | None = None
+) -> Accepted:
+    """Queues `change` behind whatever runs on the deployment (its env sealed with
+    `passphrase`); 409 while it is being deleted. A restart queued behind another
+    restart that has not started is that one (they would do the same), and a
+    deployment holds at most MAX_QUEUED waiting operations (429 beyond)."""
     if row.status == DeploymentStatus.DELETING or repo.active_delete(db, row.name):
         raise Conflict(f"Deployment '{row.name}' is being deleted", "deleting")
-    op = ops.enqueue(db, row, kind, {"change": msgspec.to_builtins(change)}, message)
+    queued = repo.queued_operations(db, row)
+    if kind == OperationKind.RESTART and queued and queued[0].kind == OperationKind.RESTART:
+        return Accepted(success=True, name=row.name, operationId=queued[0].id, status=row.status, message=message)
+    if len(queued) >= MAX_QUEUED:
+        raise RateLimited(
+            f"Deployment '{row.name}' has {len(queued)} operations waiting; retry when they have run",
+            retry_after_s=QUEUE_RETRY_S,
+            code="queue_full",
+        )
+    payload = {"change": msgspec.to_builtins(change)}
+    op = ops.enqueue(db, row, kind, sealing.seal(payload, passphrase) if passphrase else payload, message)
     return Accepted(success=True, name=row.name, operationId=op.id, status=row.status, message=message)
 
 
@@ -224,7 +243,8 @@ def create(
         db.flush()
     except IntegrityError:
         raise Conflict(f"Deployment name '{name}' is already taken", "name_taken") from None
-    op = ops.enqueue(db, row, "create", {"spec": msgspec.to_builtins(spec)}, f"create {template.name}")
+    payload = sealing.seal({"spec": msgspec.to_builtins(spec)}, settings.engine.passphrase)
+    op = ops.enqueue(db, row, OperationKind.CREATE, payload, f"create {template.name}")
     record_billing_event(
         db, "deployment.created", user_id=principal.user_id, team_id=team_id, deployment_name=name,
         template=template.name,
@@ -248,7 +268,7 @@ def delete(db: Session, principal: Principal, name: str) -> tuple[int, Accepted]
         )
     row.status = DeploymentStatus.DELETING
     row.status_message = "deleting"
-    op = ops.enqueue(db, row, "delete", {}, "delete")
+    op = ops.enqueue(db, row, OperationKind.DELETE, {}, "delete")
     return 200, Accepted(success=True, name=name, operationId=op.id, status=DeploymentStatus.DELETING, message="delete")
 
 
@@ -257,7 +277,7 @@ def restart(db: Session, principal: Principal, name: str) -> tuple[int, Accepted
     # The stamp makes every restart a real change, even two within a second.
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     change = Change(restart_stamp=f"{stamp}.{secrets.randbelow(10**6):06d}Z")
-    return 200, enqueue_change(db, row, "restart", change, "restart")
+    return 200, enqueue_change(db, row, OperationKind.RESTART, change, "restart")
 
 
 def check_config(env: dict[str, str]) -> None:
@@ -266,14 +286,17 @@ def check_config(env: dict[str, str]) -> None:
         raise invalid(errors)
 
 
-def update_config(db: Session, principal: Principal, name: str, env: dict[str, str]) -> tuple[int, Accepted]:
+def update_config(
+    db: Session, principal: Principal, name: str, env: dict[str, str], settings: Settings
+) -> tuple[int, Accepted]:
     row = managed(db, principal, name)
     template = load_catalog().get(row.template or "image")
     if template is not None:
         missing = required_missing(template, env)
         if missing:
             raise invalid([f"missing required env vars: {', '.join(missing)}"])
-    return 200, enqueue_change(db, row, "config", Change(env=dict(env)), "config update")
+    change = Change(env=dict(env))
+    return 200, enqueue_change(db, row, OperationKind.CONFIG, change, "config update", settings.engine.passphrase)
 
 
 def check_rollback(version: int) -> None:
@@ -283,5 +306,9 @@ def check_rollback(version: int) -> None:
 
 def rollback(db: Session, principal: Principal, name: str, version: int) -> tuple[int, Accepted]:
     row = managed(db, principal, name)
+    if revisions.get(db, row.id, version) is None:
+        latest = len(revisions.for_deployment(db, row.id))
+        known = f"its revisions are 1 to {latest}" if latest else "it has no revisions yet"
+        raise invalid([f"deployment '{name}' has no revision {version}; {known}"])
     change = Change(rollback_version=version)
-    return 200, enqueue_change(db, row, "rollback", change, f"rollback to revision {version}")
+    return 200, enqueue_change(db, row, OperationKind.ROLLBACK, change, f"rollback to revision {version}")

@@ -41,6 +41,7 @@ from api.pages import routes as pages
 from persistence.db import make_engine, migrate, session_factory
 from scheduler.failures import RollbackOnFailure
 from scheduler.jobs import AutoUpdateScheduler
+from stacks.exclusive import claim_sqlite_workers, release_sqlite_workers
 from stacks.runner import Runner
 from stacks.settings import Settings
 
@@ -85,11 +86,14 @@ ROUTES: Sequence[ControllerRouterHandler] = (
 def build_app(
     settings: Settings,
     *,
-    run_operations: bool = True,
+    run_operations: bool | None = None,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
     """`run_operations=False` serves the API without workers or the auto-update
-    scheduler (another process runs them)."""
+    scheduler (another process runs them); by default the role decides
+    (SHIPSTACK_ROLE: `all` runs them, `api` does not)."""
+    if run_operations is None:
+        run_operations = settings.service.role == "all"
     engine = make_engine(settings.service.database_url)
     writes = session_factory(engine, immediate=True)
     runner = Runner(settings, writes, on_failed=RollbackOnFailure(settings, writes))
@@ -108,6 +112,7 @@ def build_app(
     def start_work() -> None:
         context.scheduler = AutoUpdateScheduler(settings, engine, notify=runner.notify)
         if run_operations:
+            claim_sqlite_workers(engine)
             runner.start()
             context.scheduler.start()  # leads only while it holds the scheduler lease
 
@@ -115,6 +120,7 @@ def build_app(
         if context.scheduler is not None:
             context.scheduler.stop()
         runner.stop()
+        release_sqlite_workers()
 
     async def close_cluster_client() -> None:
         await close_kube(context)

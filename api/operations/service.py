@@ -43,8 +43,8 @@ def get_operation(db: Session, principal: Principal, op_id: str) -> OperationOut
 
 
 def deployment_operations(db: Session, principal: Principal, name: str) -> OperationsResponse:
-    get_visible_deployment(db, principal, name)
-    return OperationsResponse(operations=[operation_out(o, with_progress=False) for o in ops.for_deployment(db, name)])
+    row = get_visible_deployment(db, principal, name)
+    return OperationsResponse(operations=[operation_out(o, with_progress=False) for o in ops.for_deployment(db, row)])
 
 
 class Snapshot(NamedTuple):

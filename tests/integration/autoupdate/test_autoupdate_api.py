@@ -52,10 +52,6 @@ class Api:
         return context_of(self.app.state).db.writes  # type: ignore[attr-defined]
 
     def deploy(self, name: str, image: str, auto: AutoUpdate | None = None, strategy: str = "rolling") -> None:
-        with self.sessions() as db, db.begin():
-            db.add(Deployment(name=name, owner_user_id=self.owner_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.config.engine.stacks_dir)
-        stacks.mkdir(parents=True, exist_ok=True)
         config = {
             "shipstack:name": name,
             "shipstack:template": "image",
@@ -63,7 +59,13 @@ class Api:
             "shipstack:strategy": strategy,
             "shipstack:autoUpdate": msgspec.json.encode(auto or AutoUpdate(), order="sorted").decode(),
         }
-        (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+        with self.sessions() as db, db.begin():
+            db.add(
+                Deployment(
+                    name=name, owner_user_id=self.owner_id, template="image", image=image, status="Ready",
+                    stack_config=yaml.safe_dump({"config": config}),
+                )
+            )  # fmt: skip
 
     def ops(self, name: str) -> list[Operation]:
         with self.sessions() as db:

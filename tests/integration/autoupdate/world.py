@@ -48,17 +48,19 @@ class World:
         return cls(settings=settings, engine=engine, sessions=sessions, user_id=user_id, scratch=tmp_path / "layers")
 
     def deploy(self, name: str, image: str, auto: AutoUpdate, strategy: str = "rolling") -> None:
-        with self.sessions() as s, s.begin():
-            s.add(Deployment(name=name, owner_user_id=self.user_id, template="image", image=image, status="Ready"))
-        stacks = Path(self.settings.engine.stacks_dir)
-        stacks.mkdir(parents=True, exist_ok=True)
         config = {
             "shipstack:template": "image",
             "shipstack:image": image,
             "shipstack:strategy": strategy,
             "shipstack:autoUpdate": msgspec.json.encode(auto, order="sorted").decode(),
         }
-        (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+        with self.sessions() as s, s.begin():
+            s.add(
+                Deployment(
+                    name=name, owner_user_id=self.user_id, template="image", image=image, status="Ready",
+                    stack_config=yaml.safe_dump({"config": config}),
+                )
+            )  # fmt: skip
 
     def poller(self, client: RegistryClient, **kw: object) -> Poller:
         return Poller(self.settings, self.sessions, client, **kw)  # type: ignore[arg-type]

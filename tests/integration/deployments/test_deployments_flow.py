@@ -4,7 +4,6 @@ write, restart, history, preview, rollback, delete."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -88,7 +87,16 @@ def test_template_deployment_lifecycle(service: Service) -> None:
     assert history[2]["message"].startswith("create")
     assert "DEBUG" in history[1]["message"] and "bye" not in history[1]["message"]
     assert history[0]["message"] == "restart"
-    assert history[1]["config"]["shipstack:env"] == "[secret]"
+    # Each revision's spec in the API's words: env keys, never values.
+    assert history[1]["spec"]["envKeys"] == ["DEBUG", "GREETING"] and "bye" not in json.dumps(history)
+    assert history[2]["spec"] == {
+        "template": "nginx", "visibility": "public", "replicas": 1, "strategy": "rolling", "envKeys": ["GREETING"],
+        "autoUpdate": {
+            "enabled": False, "strategy": "rolling", "policy": "digest", "include": None, "exclude": None,
+            "intervalSeconds": None, "prerelease": False,
+        },
+    }  # fmt: skip
+    assert history[0]["spec"]["restartedAt"]
     assert all(r["result"] == "succeeded" and r["kind"] == "update" for r in history)
     assert len(cli_history(service, name)) == 3
 
@@ -159,8 +167,8 @@ def test_webapp_with_its_database_on_a_volume(service: Service) -> None:
 
 
 def test_stacks_run_in_parallel_and_one_operation_per_stack(service: Service) -> None:
-    """Three creates overlap in time; writes queued behind a create run after
-    it, one at a time, in order."""
+    """Three creates overlap in time; writes queued behind a create run after it, and
+    the deltas waiting together are applied together, in order, by one update."""
     c, h = service.client, service.headers
     names = [f"it-par-{i}" for i in range(3)]
     creates = [c.post("/api/deployments", json={"template": "nginx", "name": n}, headers=h).json() for n in names]
@@ -171,13 +179,17 @@ def test_stacks_run_in_parallel_and_one_operation_per_stack(service: Service) ->
     ops = [service.wait_operation(op["operationId"]) for op in creates]
     assert all(op["status"] == "succeeded" for op in ops), ops
     assert max(op["startedAt"] for op in ops) < min(op["finishedAt"] for op in ops), "creates did not overlap"
-    chain = [ops[0], service.wait_operation(config.json()["operationId"]),
-             service.wait_operation(restart.json()["operationId"])]  # fmt: skip
-    assert all(op["status"] == "succeeded" for op in chain), chain
-    for earlier, later in itertools.pairwise(chain):
-        assert earlier["finishedAt"] <= later["startedAt"]
+    waited = [
+        service.wait_operation(config.json()["operationId"]),
+        service.wait_operation(restart.json()["operationId"]),
+    ]
+    assert all(op["status"] == "succeeded" for op in waited), waited
+    assert all(ops[0]["finishedAt"] <= op["startedAt"] for op in waited)
+    # One update applied both, the config first: its message lists them in order.
+    assert {op["result"]["appliedBy"] for op in waited} == {waited[0]["id"]}
+    assert [op["message"] for op in waited] == ["config: env keys added A", "restart"]
     history = c.get(f"/api/deployments/{names[0]}/history", headers=h).json()["revisions"]
-    assert [r["message"] for r in history][:2] == ["restart", "config: env keys added A"]
+    assert [r["message"] for r in history] == ["2 changes: config: env keys added A; restart", "create nginx"]
     for n in names:
         c.post("/api/deployments/delete", json={"deployment_name": n}, headers=h)
     for n in names:

@@ -562,7 +562,8 @@ def test_operation_events_of_a_finished_operation_replay_and_end(app: App) -> No
         {"sequence": 2, "type": "summary", "changes": {"update": 1}},
     ]
     with app.sessions() as db, db.begin():
-        ops.finish(db, op_id, ok=True, message="restart", result={"changed": True}, progress=progress)
+        ops.claim_next(db, "test", "token-1")
+        ops.finish(db, op_id, "token-1", ok=True, message="restart", result={"changed": True}, progress=progress)
     r = app.client.get(f"/api/operations/{op_id}/events", headers=app.headers)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     events = _events(r.text)
@@ -613,8 +614,8 @@ def test_operation_events_live_then_end(app: App) -> None:
     op_id = _operation(app)
     stored = [{"sequence": 1, "type": "step", "op": "update", "resource": "r", "urn": "u"}]
     with app.sessions() as db, db.begin():
-        ops.claim_next(db, "test")
-        ops.save_progress(db, op_id, stored)
+        ops.claim_next(db, "test", "token-1")
+        ops.save_progress(db, op_id, "token-1", stored)
 
     def run() -> None:
         while not runner.listeners.get(op_id):
@@ -624,7 +625,7 @@ def test_operation_events_live_then_end(app: App) -> None:
         runner.publish(op_id, {"sequence": 2, "type": "diagnostic", "severity": "info", "message": "hi", "urn": ""})
         runner.publish(op_id, {"sequence": 3, "type": "summary", "changes": {}})
         with app.sessions() as db, db.begin():
-            ops.finish(db, op_id, ok=False, message="restart failed", error="boom")
+            ops.finish(db, op_id, "token-1", ok=False, message="restart failed", error="boom")
         runner.publish(op_id, None)
 
     thread = threading.Thread(target=run)

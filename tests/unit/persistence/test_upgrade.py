@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from persistence.base import utcnow
-from persistence.db import alembic_config, make_engine, migrate
+from persistence.db import MIGRATIONS_DIR, alembic_config, make_engine, migrate
 from persistence.enums import OperationKind
 from persistence.models import Deployment, Operation, User
 from persistence.scheduler_tables import bad_digests_table, leader_table, repositories_table, status_table
 
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 SCHEDULER_TABLES = {"scheduler_leader", "registry_repositories", "auto_update_status", "auto_update_bad_digests"}
 
 
@@ -42,7 +44,8 @@ def make_0001_database(url: str, *, runtime_tables: bool) -> None:
             if runtime_tables:  # what scheduler.store.ensure_tables and APScheduler used to create
                 old = MetaData()
                 for table in (leader_table, repositories_table, status_table, bad_digests_table):
-                    table.to_metadata(old)
+                    # As they were then: before 0003 added the owning row's id.
+                    Table(table.name, old, *[c._copy() for c in table.columns if c.name != "deployment_id"])
                 Table(
                     "apscheduler_jobs", old,
                     Column("id", Unicode(191), primary_key=True),
@@ -67,7 +70,9 @@ def test_a_0001_database_upgrades_in_place(database_url: str, runtime_tables: bo
     try:
         assert SCHEDULER_TABLES | {"apscheduler_jobs"} <= set(inspect(engine).get_table_names())
         with engine.begin() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+            # Operations of the live deployment belong to its row now.
+            assert set(conn.scalars(select(Operation.__table__.c.deployment_id))) == {1}
             kinds = set(conn.scalars(select(Operation.__table__.c.kind)))
             assert kinds == {k.value for k in OperationKind}
             assert conn.scalar(select(Deployment.__table__.c.status)) == "Ready"

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
+from persistence import revisions
 from persistence.accounts import add_user
 from persistence.base import utcnow
 from persistence.db import make_engine, migrate, session_factory
@@ -31,7 +32,7 @@ from scheduler.failures import enqueue_rollback, record_failed_update
 from scheduler.leader import LeaderLease
 from scheduler.poll import Poller
 from scheduler.registry import ClientOptions, RegistryClient
-from scheduler.targets import ConfigCache, read_plain_config
+from scheduler.targets import ConfigCache
 from stacks.changes import Change
 from stacks.settings import Settings
 
@@ -108,7 +109,12 @@ class Env:
         self.write_config(name, image, auto, strategy=strategy, template=template)
 
     def write_config(self, name: str, image: str | None, auto: AutoUpdate | None, **kw: str) -> None:
-        write_stack_config(self.settings, name, image, auto, **kw)
+        with self.sessions() as s, s.begin():
+            s.execute(
+                update(Deployment)
+                .where(Deployment.name == name)
+                .values(stack_config=stack_config_text(name, image, auto, **kw))
+            )
 
     def operations(self, name: str | None = None) -> list[Operation]:
         with self.sessions() as s:
@@ -128,19 +134,16 @@ class Env:
             s.execute(update(Operation).values(status="succeeded", payload=None))
 
 
-def write_stack_config(
-    settings: Settings,
+def stack_config_text(
     name: str,
     image: str | None,
     auto: AutoUpdate | None,
     *,
     strategy: str = "rolling",
     template: str = "image",
-) -> None:
-    """A stack file as the Automation API writes it (plain values; the env secret is
-    left out: the poll never reads it)."""
-    stacks = Path(settings.engine.stacks_dir)
-    stacks.mkdir(parents=True, exist_ok=True)
+) -> str:
+    """A stack config of record as the engine writes it (plain values; the env secret
+    is a stand-in: the poll never reads it)."""
     config = {
         "shipstack:name": name,
         "shipstack:template": template,
@@ -149,7 +152,7 @@ def write_stack_config(
         "shipstack:autoUpdate": msgspec.json.encode(auto or AutoUpdate(), order="sorted").decode(),
         "shipstack:env": {"secure": "v1:abc:def"},
     }
-    (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"encryptionsalt": "v1:x:y", "config": config}))
+    return yaml.safe_dump({"encryptionsalt": "v1:x:y", "config": config})
 
 
 @pytest.fixture
@@ -363,16 +366,16 @@ def test_a_poll_that_lost_the_lease_writes_nothing(env: Env) -> None:
         assert store.load_status(s, "web") is None
 
 
-def test_plain_config_reader_skips_secrets_and_caches(env: Env, tmp_path: Path) -> None:
-    env.write_config("web", "a:1", patch())
-    path = Path(env.settings.engine.stacks_dir) / "Pulumi.web.yaml"
-    values = read_plain_config(path)
-    assert values["shipstack:image"] == "a:1"
+def test_plain_config_reader_skips_secrets_and_caches() -> None:
+    text = stack_config_text("web", "a:1", patch())
+    cache = ConfigCache()
+    values = cache.read("web", text)
+    assert values is not None and values["shipstack:image"] == "a:1"
     assert "shipstack:env" not in values
     assert json.loads(values["shipstack:autoUpdate"])["policy"] == "patch"
-    cache = ConfigCache()
-    assert cache.read(env.settings, "web") is cache.read(env.settings, "web")
-    assert cache.read(env.settings, "nope") is None
+    assert cache.read("web", text) is values
+    assert cache.read("web", stack_config_text("web", "a:2", patch())) == {**values, "shipstack:image": "a:2"}
+    assert cache.read("nope", None) is None
 
 
 def test_status_rows_of_deleted_deployments_are_dropped(env: Env) -> None:
@@ -386,26 +389,30 @@ def test_status_rows_of_deleted_deployments_are_dropped(env: Env) -> None:
         assert store.load_status(s, "web") is None
 
 
-def test_the_runner_hook_rolls_back_failed_auto_updates_only(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runner_hook_rolls_back_failed_auto_updates_only(env: Env) -> None:
     import scheduler.failures as failures
 
     env.deploy("web", "a:1", patch())
-    monkeypatch.setattr(failures, "previous_revision", lambda settings, name, failed_image: 7)
     hook = failures.RollbackOnFailure(env.settings, env.sessions)
-    payload = {"change": {"image": "a:2@" + digest("x")}, "auto_update": {"from": "a:1", "digest": digest("x")}}
+    bad = "a:2@" + digest("x")
+    payload = {"change": {"image": bad}, "auto_update": {"from": "a:1", "to": bad, "digest": digest("x")}}
     assert hook("config", "web", {"change": {}}, "boom") is None
-    op = hook("auto-update", "web", payload, "deployment app did not become Available in 600 s")
-    assert op is not None and op.kind == "rollback"
-    assert op.payload["change"] == {"rollback_version": 7}
-    with env.sessions() as s:
-        assert digest("x") in store.bad_digests(s, ["web"])["web"]
-
-    def broken(settings: Settings, name: str, failed_image: str | None) -> int:
-        raise RuntimeError("pulumi unavailable")
-
-    monkeypatch.setattr(failures, "previous_revision", broken)
+    # No revision to go back to: the image the auto-update replaced is put back.
     op = hook("auto-update", "web", payload, "timed out")
     assert op is not None and op.payload["change"] == {"image": "a:1"}
+    with env.sessions() as s, s.begin():
+        row = s.scalar(select(Deployment).where(Deployment.name == "web"))
+        for image, result in (("a:1", "succeeded"), ("a:0", "succeeded"), (bad, "succeeded"), (bad, "failed")):
+            revisions.record(
+                s, row.id, result=result, message=image, config=stack_config_text("web", image, patch()),
+                resource_changes={}, operation_id=None, started_at=utcnow(),
+            )  # fmt: skip
+    op = hook("auto-update", "web", payload, "deployment app did not become Available in 600 s")
+    assert op is not None and op.kind == "rollback"
+    # The newest revision that succeeded without the failed image: 2 (a:0).
+    assert op.payload["change"] == {"rollback_version": 2}
+    with env.sessions() as s:
+        assert digest("x") in store.bad_digests(s, ["web"])["web"]
 
 
 # --- hostile registries: one registry's answer hurts only its own deployments -------------
