@@ -32,8 +32,10 @@ from api.autoupdate import routes as autoupdate_routes
 from api.deployments import routes as deployment_routes
 from api.http.context import STATE_KEY, AppContext, Database, context_of
 from api.http.dependencies import DEPENDENCIES
+from api.http.document import finish_document
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
+from api.http.options import answer_options
 from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
@@ -119,7 +121,7 @@ def build_app(
     async def close_cluster_client() -> None:
         await close_kube(context)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, *extra_route_handlers],
         middleware=[AuthMiddleware()],
         dependencies={
@@ -129,6 +131,7 @@ def build_app(
             "team_context": Provide(provide_team_context),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=answer_options,
         openapi_config=openapi_config(),
         template_config=pages.template_config(),
         state=State({STATE_KEY: context}),
@@ -137,3 +140,5 @@ def build_app(
         on_shutdown=[stop_work, close_cluster_client, engine.dispose],
         debug=False,
     )
+    finish_document(app)
+    return app
