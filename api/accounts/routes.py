@@ -26,10 +26,13 @@ from api.auth.principal import ADMIN
 from api.auth.schemas import KeyCreate, KeyCreated, KeyOut, key_created, key_out
 from api.http.dependencies import DbSession
 from api.http.errors import AUTH_ERRORS
+from api.ids import MAX_ID, IdParam
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import list_billing_events
 from persistence.keys import list_keys
+
+OptionalId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
 
 
 class AdminController(Controller):
@@ -50,7 +53,7 @@ class AdminController(Controller):
         return [user_out(u) for u in q.list_users(db_session)]
 
     @put("/users/{user_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
-    def change_user_tier(self, user_id: FromPath[int], data: JSONBody[TierChange], db_session: DbSession) -> UserOut:
+    def change_user_tier(self, user_id: IdParam, data: JSONBody[TierChange], db_session: DbSession) -> UserOut:
         """Writes a `tier.changed` billing event when the tier actually changes."""
         user = accounts.require_user(db_session, user_id)
         accounts.change_user_tier(db_session, user, data.tier)
@@ -70,7 +73,7 @@ class AdminController(Controller):
 
     @put("/teams/{team_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
     def change_team_tier(
-        self, team_id: FromPath[int], data: JSONBody[TierChange], principal: CurrentPrincipal, db_session: DbSession
+        self, team_id: IdParam, data: JSONBody[TierChange], principal: CurrentPrincipal, db_session: DbSession
     ) -> TeamOut:
         team = accounts.require_team(db_session, team_id)
         actor = q.get_user(db_session, principal.user_id)
@@ -79,7 +82,7 @@ class AdminController(Controller):
         return team_out(team)
 
     @get("/teams/{team_id:int}/members", sync_to_thread=True, responses=AUTH_ERRORS)
-    def list_members(self, team_id: FromPath[int], db_session: DbSession) -> list[MemberOut]:
+    def list_members(self, team_id: IdParam, db_session: DbSession) -> list[MemberOut]:
         accounts.require_team(db_session, team_id)
         return [
             MemberOut(team_id=team_id, user_id=u.id, user_name=u.name, role=m.role)  # type: ignore[arg-type]
@@ -87,7 +90,7 @@ class AdminController(Controller):
         ]
 
     @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=AUTH_ERRORS)
-    def set_member(self, team_id: FromPath[int], data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
+    def set_member(self, team_id: IdParam, data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
         """Add a member, or change the role of an existing one."""
         team = accounts.require_team(db_session, team_id)
         user = accounts.require_user(db_session, data.user_id)
@@ -96,7 +99,7 @@ class AdminController(Controller):
         return MemberOut(team_id=team.id, user_id=user.id, user_name=user.name, role=member.role)  # type: ignore[arg-type]
 
     @delete("/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=AUTH_ERRORS)
-    def remove_member(self, team_id: FromPath[int], user_id: FromPath[int], db_session: DbSession) -> None:
+    def remove_member(self, team_id: IdParam, user_id: IdParam, db_session: DbSession) -> None:
         team = accounts.require_team(db_session, team_id)
         user = accounts.require_user(db_session, user_id)
         accounts.remove_team_member(db_session, team, user)
@@ -121,7 +124,7 @@ class AdminController(Controller):
     def list_keys(
         self,
         db_session: DbSession,
-        user_id: FromQuery[int | None] = None,
+        user_id: OptionalId = None,
     ) -> list[KeyOut]:
         now = utcnow()
         return [key_out(k, now) for k in list_keys(db_session, user_id=user_id)]
@@ -137,10 +140,10 @@ class AdminController(Controller):
         self,
         db_session: DbSession,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-        before_id: FromQuery[int | None] = None,
+        before_id: OptionalId = None,
         kind: FromQuery[Literal["deployment.created", "deployment.deleted", "tier.changed"] | None] = None,
-        user_id: FromQuery[int | None] = None,
-        team_id: FromQuery[int | None] = None,
+        user_id: OptionalId = None,
+        team_id: OptionalId = None,
     ) -> list[BillingEventOut]:
         """Newest first; page with `before_id` = the smallest id already seen."""
         events = list_billing_events(

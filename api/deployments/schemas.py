@@ -7,6 +7,8 @@ from datetime import datetime
 
 import msgspec
 
+from api.ids import Id
+
 
 class IngressOut(msgspec.Struct, frozen=True):
     id: str
@@ -32,7 +34,7 @@ class CreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     envVars: dict[str, str] = {}
     visibility: str = "public"
     name: str | None = None
-    team_id: int | None = None
+    team_id: Id | None = None
 
 
 class DeployImageRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -41,7 +43,7 @@ class DeployImageRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     containerPort: int = 8080
     envVars: dict[str, str] = {}
     visibility: str = "public"
-    team_id: int | None = None
+    team_id: Id | None = None
 
 
 class CreateResponse(msgspec.Struct, frozen=True):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
@@ -36,6 +36,7 @@ from api.http.document import finish_document
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
 from api.http.options import answer_options
+from api.http.strict import check_json_body
 from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
@@ -63,6 +64,14 @@ async def health(state: State) -> Health:
 @get(SCHEMA_PATH, opt={PUBLIC: True}, include_in_schema=False, media_type=MediaType.JSON)
 async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS answered with every method of the path; JSON bodies checked strictly."""
+    answer = await answer_options(request)
+    if answer is None:
+        await check_json_body(request)
+    return answer
 
 
 def _ensure_sqlite_dir(engine: Engine) -> None:
@@ -131,7 +140,7 @@ def build_app(
             "team_context": Provide(provide_team_context),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=answer_options,
+        before_request=before_request,
         openapi_config=openapi_config(),
         template_config=pages.template_config(),
         state=State({STATE_KEY: context}),
