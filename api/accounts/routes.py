@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.accounts import service as accounts
@@ -25,12 +26,18 @@ from api.auth.guards import CurrentPrincipal, require_scope
 from api.auth.principal import ADMIN
 from api.auth.schemas import KeyCreate, KeyCreated, KeyOut, key_created, key_out
 from api.http.dependencies import DbSession
-from api.http.errors import AUTH_ERRORS
+from api.http.errors import AUTH_ERRORS, error_responses
 from api.ids import MAX_ID, IdParam
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import list_billing_events
 from persistence.keys import list_keys
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """An admin route's own statuses besides what every authenticated route answers."""
+    return {**AUTH_ERRORS, **error_responses(*statuses)}
+
 
 OptionalId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
 
@@ -40,7 +47,7 @@ class AdminController(Controller):
     guards = [require_scope(ADMIN)]  # noqa: RUF012  (Litestar reads this class attribute)
     tags = ["admin"]  # noqa: RUF012
 
-    @post("/users", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/users", status_code=201, sync_to_thread=True, responses=errors(409))
     def create_user(self, data: JSONBody[UserCreate], db_session: DbSession) -> UserOut:
         user = accounts.create_user(
             db_session, data.name, password=data.password, is_admin=data.is_admin, tier=data.tier
@@ -60,7 +67,7 @@ class AdminController(Controller):
         db_session.commit()
         return user_out(user)
 
-    @post("/teams", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/teams", status_code=201, sync_to_thread=True, responses=errors(404, 409))
     def create_team(self, data: JSONBody[TeamCreate], db_session: DbSession) -> TeamOut:
         owner = accounts.require_user(db_session, data.owner_user_id)
         team = accounts.create_team(db_session, data.name, owner=owner, tier=data.tier)
@@ -89,7 +96,7 @@ class AdminController(Controller):
             for m, u in q.list_members(db_session, team_id)
         ]
 
-    @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=errors(404, 409))
     def set_member(self, team_id: IdParam, data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
         """Add a member, or change the role of an existing one."""
         team = accounts.require_team(db_session, team_id)
@@ -98,14 +105,16 @@ class AdminController(Controller):
         db_session.commit()
         return MemberOut(team_id=team.id, user_id=user.id, user_name=user.name, role=member.role)  # type: ignore[arg-type]
 
-    @delete("/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=AUTH_ERRORS)
+    @delete(
+        "/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=errors(404, 409)
+    )
     def remove_member(self, team_id: IdParam, user_id: IdParam, db_session: DbSession) -> None:
         team = accounts.require_team(db_session, team_id)
         user = accounts.require_user(db_session, user_id)
         accounts.remove_team_member(db_session, team, user)
         db_session.commit()
 
-    @post("/keys", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/keys", status_code=201, sync_to_thread=True, responses=errors(404))
     def create_key(self, data: JSONBody[KeyCreate], db_session: DbSession) -> KeyCreated:
         """The full key is in this response only; it is stored as a hash."""
         user = accounts.require_user(db_session, data.user_id)

@@ -13,6 +13,9 @@ themselves, so no route can forget it:
 * every 401 carries `WWW-Authenticate` and every 429 `Retry-After`, as
   `api.http.errors.headers_of` sends them;
 * a 204 has no body;
+* an optional parameter is documented as optional (`required: false`), not as
+  nullable: a query string or a header cannot carry a JSON null, and a client
+  told it may send one sends the text "null";
 * the schemas of our msgspec Structs are msgspec's own JSON Schema of them, the
   one the decoder enforces (Litestar's drops `additionalProperties: false` of a
   Struct that forbids unknown fields, and the constraints on dict keys);
@@ -25,6 +28,7 @@ themselves, so no route can forget it:
 
 from __future__ import annotations
 
+import dataclasses
 from http import HTTPStatus
 from typing import Any
 
@@ -38,6 +42,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -101,6 +106,9 @@ def _finish_operation(
         operation.request_body = RequestBody(
             required=True, content={media: OpenAPIMediaType(schema=ref) for media in media_types}
         )
+    for parameter in operation.parameters or []:
+        if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
+            parameter.schema = _without_null(parameter.schema)
     responses: dict[str, Any] = dict(operation.responses or {})
     wanted: set[int] = set()
     if not handler.opt.get(PUBLIC):
@@ -124,6 +132,15 @@ def _finish_operation(
         for media, schema in handler.opt.get(EXTRA_CONTENT, {}).get(status, {}).items():
             response.content = {**(response.content or {}), media: OpenAPIMediaType(schema=schema)}
     operation.responses = dict(sorted(responses.items()))
+
+
+def _without_null(schema: Schema) -> Schema:
+    """`oneOf: [X, null]` (Litestar's `T | None`) as X, keeping the keywords beside it."""
+    options = [o for o in schema.one_of or [] if not (isinstance(o, Schema) and o.type == OpenAPIType.NULL)]
+    if not schema.one_of or len(options) != 1 or not isinstance(options[0], Schema):
+        return schema
+    merged = {k: v for k, v in vars(schema).items() if v is not None and k != "one_of"}
+    return dataclasses.replace(options[0], **merged)
 
 
 def _add_struct_schema(schemas: dict[str, Any], struct: type[msgspec.Struct]) -> Reference:

@@ -5,7 +5,8 @@ Litestar converts a handler's `data` in lax mode (it coerces `0` to `false` and
 check decodes the raw body once more with msgspec in strict mode, before the
 handler runs, and answers 400 naming the field when it does not fit; a body that
 passes decodes to the same value in Litestar's lax mode, so the handler is
-unchanged.
+unchanged. A number with a zero fraction (`5.0`) is an integer to JSON Schema,
+and so to this check too.
 """
 
 from __future__ import annotations
@@ -20,19 +21,30 @@ from litestar.params import BodyKwarg
 
 from api.errors import Invalid
 
-_decoders: dict[HTTPRouteHandler, msgspec.json.Decoder[Any] | None] = {}
+_types: dict[HTTPRouteHandler, Any] = {}
+_NO_BODY = object()
 
 
-def _decoder_of(handler: HTTPRouteHandler) -> msgspec.json.Decoder[Any] | None:
-    if handler not in _decoders:
+def _body_type(handler: HTTPRouteHandler) -> Any:
+    if handler not in _types:
         field = handler.parsed_fn_signature.parameters.get("data")
         is_json = (
             field is not None
             and isinstance(field.kwarg_definition, BodyKwarg)
             and field.kwarg_definition.media_type == RequestEncodingType.JSON
         )
-        _decoders[handler] = msgspec.json.Decoder(field.annotation) if is_json and field is not None else None
-    return _decoders[handler]
+        _types[handler] = field.annotation if is_json and field is not None else _NO_BODY
+    return _types[handler]
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 async def check_json_body(request: Request[Any, Any, Any]) -> None:
@@ -40,14 +52,14 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
     handler = request.route_handler
     if not isinstance(handler, HTTPRouteHandler):
         return
-    decoder = _decoder_of(handler)
-    if decoder is None:
+    body_type = _body_type(handler)
+    if body_type is _NO_BODY:
         return
     raw = await request.body()
     if not raw:
         return  # Litestar reports the missing body itself
     try:
-        decoder.decode(raw)
+        msgspec.convert(_integral(msgspec.json.decode(raw)), body_type, strict=True)
     except msgspec.ValidationError as exc:
         raise Invalid(f"Invalid request body: {exc}", "bad_request") from None
     except msgspec.DecodeError:
