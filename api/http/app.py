@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from api.accounts.routes import AdminController
 from api.auth import routes as auth_routes
+from api.auth.cookies import cookie_names
 from api.auth.guards import provide_optional_principal, provide_principal, provide_team_context
 from api.auth.middleware import PUBLIC, AuthMiddleware
 from api.auth.ratelimit import RateLimiter
@@ -141,7 +142,7 @@ def build_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=before_request,
-        openapi_config=openapi_config(),
+        openapi_config=openapi_config(cookie_names(settings.auth.session_cookie_secure).session),
         template_config=pages.template_config(),
         state=State({STATE_KEY: context}),
         # Migrations first, so the workers find the schema ready.

@@ -22,8 +22,8 @@ themselves, so no route can forget it:
 * a handler may add media types to a response through its `opt`
   (`EXTRA_CONTENT`: status -> {media type: schema}), for a route whose answer
   depends on a parameter (logs: JSON, or text/plain with `follow=true`);
-* a handler that reads its body itself documents it through `opt` (`BODY`: the
-  msgspec type and the media types it accepts).
+* a handler that reads its body itself documents it through `opt` (`BODY`: media
+  type -> the msgspec Struct it decodes).
 """
 
 from __future__ import annotations
@@ -99,12 +99,11 @@ def finish_document(app: Litestar) -> OpenAPI:
 def _finish_operation(
     operation: Operation, handler: HTTPRouteHandler, has_path_params: bool, schemas: dict[str, Any]
 ) -> None:
-    body = handler.opt.get(BODY)
-    if body is not None:
-        struct, media_types = body
-        ref = _add_struct_schema(schemas, struct)
+    body: dict[str, type[msgspec.Struct]] = handler.opt.get(BODY, {})
+    if body:
+        content = {media: _add_struct_schema(schemas, struct) for media, struct in body.items()}
         operation.request_body = RequestBody(
-            required=True, content={media: OpenAPIMediaType(schema=ref) for media in media_types}
+            required=True, content={media: OpenAPIMediaType(schema=ref) for media, ref in content.items()}
         )
     for parameter in operation.parameters or []:
         if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
