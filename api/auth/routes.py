@@ -130,7 +130,7 @@ async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Respo
 @post(
     "/api/auth/logout",
     guards=[require_authenticated()],
-    responses=AUTH_ERRORS,
+    responses={**AUTH_ERRORS, 303: ResponseSpec(None, description="With a local `next`: go there")},
     status_code=204,
     sync_to_thread=True,
     tags=["auth"],

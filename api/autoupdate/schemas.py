@@ -6,14 +6,14 @@ from datetime import datetime
 
 import msgspec
 
-from api.deployments.schemas import AutoUpdateSettings
+from api.deployments.schemas import AutoUpdateSettings, DeploymentName
 
 UNSET = msgspec.UNSET
 UnsetType = msgspec.UnsetType
 
 
 class AutoUpdatePut(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    deployment_name: str
+    deployment_name: DeploymentName
     enabled: bool
     strategy: str | UnsetType = UNSET
     policy: str | UnsetType = UNSET
