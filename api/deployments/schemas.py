@@ -21,25 +21,25 @@ from programs.validate import ENV_KEY, MAX_ENV_KEY_LENGTH, MAX_ENV_VARS
 # pages show next to the field they name.
 
 
-def _documented(**schema: object) -> Meta:
+def documented(**schema: object) -> Meta:
     return Meta(extra_json_schema=schema)
 
 
 EnvVars = Annotated[
     dict[str, str],
-    _documented(
+    documented(
         maxProperties=MAX_ENV_VARS, propertyNames={"pattern": f"^{ENV_KEY.pattern}$", "maxLength": MAX_ENV_KEY_LENGTH}
     ),
 ]
-NewName = Annotated[str, _documented(pattern=f"^{DNS1123_LABEL.pattern}$", maxLength=MAX_NAME_LENGTH)]
-DeploymentName = Annotated[str, _documented(minLength=1)]
-Visibility = Annotated[str, _documented(enum=list(VISIBILITIES))]
+NewName = Annotated[str, documented(pattern=f"^{DNS1123_LABEL.pattern}$", maxLength=MAX_NAME_LENGTH)]
+DeploymentName = Annotated[str, documented(minLength=1)]
+Visibility = Annotated[str, documented(enum=list(VISIBILITIES))]
 # "image" is the template of deploy-image, which names the image.
-TemplateName = Annotated[str, _documented(enum=sorted(set(load_catalog()) - {"image"}))]
+TemplateName = Annotated[str, documented(enum=sorted(set(load_catalog()) - {"image"}))]
 # Whitespace is never part of a reference; the full grammar is programs.images's.
-ImageRef = Annotated[str, _documented(pattern=r"^\S+$")]
-Port = Annotated[int, _documented(minimum=1, maximum=65535)]
-Revision = Annotated[int, _documented(minimum=1)]
+ImageRef = Annotated[str, documented(pattern=r"^\S+$")]
+Port = Annotated[int, documented(minimum=1, maximum=65535)]
+Revision = Annotated[int, documented(minimum=1)]
 
 
 class IngressOut(msgspec.Struct, frozen=True):

@@ -37,7 +37,7 @@ from api.http.document import finish_document
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
 from api.http.options import answer_options
-from api.http.strict import check_json_body
+from api.http.strict import check_json_body, check_query
 from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
@@ -68,9 +68,10 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
-    """OPTIONS answered with every method of the path; JSON bodies checked strictly."""
+    """OPTIONS answered with every method of the path; queries and JSON bodies read strictly."""
     answer = await answer_options(request)
     if answer is None:
+        check_query(request)
         await check_json_body(request)
     return answer
 

@@ -1,4 +1,4 @@
-"""JSON request bodies are decoded strictly, as their Struct says.
+"""JSON request bodies, and optional query numbers, are read strictly, as documented.
 
 Litestar converts a handler's `data` in lax mode (it coerces `0` to `false` and
 `"5"` to `5`), which lets a body the OpenAPI document calls invalid through. This
@@ -7,6 +7,10 @@ handler runs, and answers 400 naming the field when it does not fit; a body that
 passes decodes to the same value in Litestar's lax mode, so the handler is
 unchanged. A number with a zero fraction (`5.0`) is an integer to JSON Schema,
 and so to this check too.
+
+The same lax mode reads the text `null` in a query string as "not given" for an
+optional number (`?user_id=null` listed every user's keys); the document says the
+parameter is an integer, so that text is a 400 too.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import msgspec
 from litestar import Request
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import BodyKwarg
+from litestar.params import BodyKwarg, ParameterKwarg
 
 from api.errors import Invalid
 
 _types: dict[HTTPRouteHandler, Any] = {}
+_null_refusing: dict[HTTPRouteHandler, frozenset[str]] = {}
 _NO_BODY = object()
 
 
@@ -64,3 +69,27 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
         raise Invalid(f"Invalid request body: {exc}", "bad_request") from None
     except msgspec.DecodeError:
         raise Invalid("Request body must be JSON", "bad_request") from None
+
+
+def _optional_non_text_queries(handler: HTTPRouteHandler) -> frozenset[str]:
+    """Query keys of optional parameters that are not text (where lax mode reads `null` as None)."""
+    if handler not in _null_refusing:
+        keys = set()
+        for name, field in handler.parsed_fn_signature.parameters.items():
+            kwarg = field.kwarg_definition
+            if isinstance(kwarg, ParameterKwarg) and (kwarg.header or kwarg.cookie):
+                continue
+            if field.is_optional and not any(inner.annotation is str for inner in field.inner_types):
+                keys.add(kwarg.query if isinstance(kwarg, ParameterKwarg) and kwarg.query else name)
+        _null_refusing[handler] = frozenset(keys)
+    return _null_refusing[handler]
+
+
+def check_query(request: Request[Any, Any, Any]) -> None:
+    """Raises Invalid (400) for `null` given to an optional query parameter that is not text."""
+    handler = request.route_handler
+    if not isinstance(handler, HTTPRouteHandler):
+        return
+    for key in _optional_non_text_queries(handler):
+        if "null" in request.query_params.getall(key, []):
+            raise Invalid(f"Invalid request: {key}: null is not one of its values", "bad_request")

@@ -36,6 +36,7 @@ import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
@@ -44,10 +45,20 @@ from api.auth.principal import READ, Principal
 from api.errors import Invalid, Unavailable
 from api.http.context import context_of
 from api.http.dependencies import AppDatabase, AppSettings
+from api.http.document import EXTRA_CONTENT
 from api.http.errors import error_responses
 from api.http.sse import HEARTBEAT, HEARTBEAT_S, RETRY, SSE_HEADERS, sse
 from api.observe import service
-from api.observe.codec import LogLine, Position, SourceKey, decode_cursor, merge_lines, render_text, source_labels
+from api.observe.codec import (
+    CURSOR_PATTERN,
+    LogLine,
+    Position,
+    SourceKey,
+    decode_cursor,
+    merge_lines,
+    render_text,
+    source_labels,
+)
 from api.observe.follower import LogFollower
 from api.observe.hub import PodChange, SourceEnded, log_sources, read_tails
 from api.observe.kube import Kube
@@ -57,6 +68,7 @@ from api.observe.schemas import (
     EventsResponse,
     LogLineEvent,
     LogsResponse,
+    LogStreamEvent,
     MetricsResponse,
     PodEvent,
     StatusEvent,
@@ -150,6 +162,7 @@ async def _release_async(follower: LogFollower, principal: Principal) -> None:
 @get(
     "/api/deployments/{name:str}/logs",
     guards=READS,
+    opt={EXTRA_CONTENT: {200: {"text/plain": Schema(type=OpenAPIType.STRING, description="follow=true: the lines")}}},
     responses={
         200: ResponseSpec(
             LogsResponse, description="JSON logs; with follow=true a text/plain stream", generate_examples=False
@@ -229,7 +242,12 @@ async def _text_follow(
     guards=READS,
     media_type="text/event-stream",
     responses={
-        200: ResponseSpec(LogLineEvent, description="text/event-stream, one event per line", generate_examples=False),
+        200: ResponseSpec(
+            LogStreamEvent,
+            description="Server-Sent Events, one per log line",
+            media_type="text/event-stream",
+            generate_examples=False,
+        ),
         **ERRORS,
     },
 )
@@ -241,9 +259,14 @@ async def deployment_log_stream(
     name: FromPath[str],
     service_name: ServiceParam = None,
     tail: TailParam = DEFAULT_TAIL,
-    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+    last_event_id: Annotated[
+        str | None, HeaderParameter(name="Last-Event-ID", required=False, pattern=CURSOR_PATTERN)
+    ] = None,
     last_event_id_query: Annotated[
-        str | None, QueryParameter(name="lastEventId", required=False, description="Same as the Last-Event-ID header")
+        str | None,
+        QueryParameter(
+            name="lastEventId", required=False, pattern=CURSOR_PATTERN, description="Same as the Last-Event-ID header"
+        ),
     ] = None,
 ) -> Stream:
     """Server-Sent Events, one per log line, resumable with Last-Event-ID (see the module doc)."""
