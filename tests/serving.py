@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 
-def serve(app: Any) -> Iterator[str]:
-    """Serves the app (with its lifespan: migrations, runner) on a free loopback port."""
+def serve(app: Any, *, lifespan: str = "on") -> Iterator[str]:
+    """Serves the app on a free loopback port; with its lifespan (migrations, runner)
+    unless `lifespan="off"` (an app a TestClient has started already)."""
     import uvicorn
 
     server = uvicorn.Server(
@@ -19,13 +20,13 @@ def serve(app: Any) -> Iterator[str]:
             app,
             host="127.0.0.1",
             port=0,
-            lifespan="on",
+            lifespan=lifespan,
             loop="asyncio",  # the Pulumi SDK does not work under uvloop
             log_level="warning",
             timeout_graceful_shutdown=3,
         )
     )
-    thread = threading.Thread(target=server.run, name="pages-test-server", daemon=True)
+    thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
