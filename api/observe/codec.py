@@ -100,9 +100,6 @@ def render_text(lines: Iterable[LogLine], labels: Mapping[SourceKey, str] | None
 
 
 CURSOR_VERSION = "1"
-# What an id of `encode_cursor` looks like (the document's pattern; `decode_cursor`
-# also checks the times and names themselves). Empty: no id.
-CURSOR_PATTERN = r"^(1;([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*@[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z#[0-9]{1,9},?)*)?$"
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _CURSOR_PART = re.compile(r"([^/@#,;]+)/([^/@#,;]+)@([^#,;]+)#(\d{1,9})")
 
