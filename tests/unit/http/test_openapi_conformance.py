@@ -46,7 +46,7 @@ RULES_BEYOND_THE_SCHEMA: dict[str, str] = {
     "PUT /api/deployments/auto-update$": "include and exclude must compile as RE2 expressions",
     "POST /api/admin/keys$": "the admin scope needs an admin user, a team needs a member",
     "POST /api/keys$": "a team needs a member",
-    "GET /api/deployments/{name}/logs": "the service must be one of the deployment's; a cursor's times must be real",
+    "GET /api/deployments/{name}/logs": "the service must be one of the deployment's (logs and logs/stream)",
     "GET /api/deployments/{name}/metrics$": "the service must be one of the deployment's",
 }
 SCHEMA_VALID_ANSWERS = ["2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
