@@ -42,7 +42,7 @@ MAX_AUTO_UPDATE_INTERVAL_S = 7 * 24 * 3600
 MAX_FILTER_LENGTH = 256
 MAX_RESTART_STAMP_LENGTH = 64
 
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def validate_env_key(key: object) -> str | None:
@@ -51,7 +51,7 @@ def validate_env_key(key: object) -> str | None:
         return "env var names must be non-empty strings"
     if len(key) > MAX_ENV_KEY_LENGTH:
         return f"env var name {show(key)} is longer than {MAX_ENV_KEY_LENGTH} characters"
-    if not _ENV_KEY.fullmatch(key):
+    if not ENV_KEY.fullmatch(key):
         return f"env var name {show(key)} must start with a letter or '_' and contain only letters, digits and '_'"
     return None
 

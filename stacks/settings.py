@@ -84,7 +84,9 @@ VARIABLES: tuple[Variable, ...] = (
              "sizes a template file gives its containers"),
     Variable("SHIPSTACK_RATE_LIMIT", "600", "requests per minute per API key or session (429 beyond)"),
     Variable("SHIPSTACK_SESSION_TTL", "43200", "seconds a browser session lasts"),
-    Variable("SHIPSTACK_SECURE_COOKIES", "false", "set `true` behind TLS"),
+    Variable(
+        "SHIPSTACK_SECURE_COOKIES", "false", "set `true` behind TLS: cookies are then Secure and `__Host-` prefixed"
+    ),
     Variable("SHIPSTACK_LOGIN_MAX_ATTEMPTS", "5", "failed sign-ins per user and client address per window"),
     Variable("SHIPSTACK_LOGIN_WINDOW", "300", "seconds of that window"),
     Variable("SHIPSTACK_SCHEDULER", "true",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.accounts import service as accounts
@@ -25,11 +26,20 @@ from api.auth.guards import CurrentPrincipal, require_scope
 from api.auth.principal import ADMIN
 from api.auth.schemas import KeyCreate, KeyCreated, KeyOut, key_created, key_out
 from api.http.dependencies import DbSession
-from api.http.errors import AUTH_ERRORS
+from api.http.errors import AUTH_ERRORS, error_responses
+from api.ids import MAX_ID, IdParam
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import list_billing_events
 from persistence.keys import list_keys
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """An admin route's own statuses besides what every authenticated route answers."""
+    return {**AUTH_ERRORS, **error_responses(*statuses)}
+
+
+OptionalId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
 
 
 class AdminController(Controller):
@@ -37,7 +47,7 @@ class AdminController(Controller):
     guards = [require_scope(ADMIN)]  # noqa: RUF012  (Litestar reads this class attribute)
     tags = ["admin"]  # noqa: RUF012
 
-    @post("/users", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/users", status_code=201, sync_to_thread=True, responses=errors(409))
     def create_user(self, data: JSONBody[UserCreate], db_session: DbSession) -> UserOut:
         user = accounts.create_user(
             db_session, data.name, password=data.password, is_admin=data.is_admin, tier=data.tier
@@ -50,14 +60,14 @@ class AdminController(Controller):
         return [user_out(u) for u in q.list_users(db_session)]
 
     @put("/users/{user_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
-    def change_user_tier(self, user_id: FromPath[int], data: JSONBody[TierChange], db_session: DbSession) -> UserOut:
+    def change_user_tier(self, user_id: IdParam, data: JSONBody[TierChange], db_session: DbSession) -> UserOut:
         """Writes a `tier.changed` billing event when the tier actually changes."""
         user = accounts.require_user(db_session, user_id)
         accounts.change_user_tier(db_session, user, data.tier)
         db_session.commit()
         return user_out(user)
 
-    @post("/teams", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/teams", status_code=201, sync_to_thread=True, responses=errors(404, 409))
     def create_team(self, data: JSONBody[TeamCreate], db_session: DbSession) -> TeamOut:
         owner = accounts.require_user(db_session, data.owner_user_id)
         team = accounts.create_team(db_session, data.name, owner=owner, tier=data.tier)
@@ -70,7 +80,7 @@ class AdminController(Controller):
 
     @put("/teams/{team_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
     def change_team_tier(
-        self, team_id: FromPath[int], data: JSONBody[TierChange], principal: CurrentPrincipal, db_session: DbSession
+        self, team_id: IdParam, data: JSONBody[TierChange], principal: CurrentPrincipal, db_session: DbSession
     ) -> TeamOut:
         team = accounts.require_team(db_session, team_id)
         actor = q.get_user(db_session, principal.user_id)
@@ -79,15 +89,15 @@ class AdminController(Controller):
         return team_out(team)
 
     @get("/teams/{team_id:int}/members", sync_to_thread=True, responses=AUTH_ERRORS)
-    def list_members(self, team_id: FromPath[int], db_session: DbSession) -> list[MemberOut]:
+    def list_members(self, team_id: IdParam, db_session: DbSession) -> list[MemberOut]:
         accounts.require_team(db_session, team_id)
         return [
             MemberOut(team_id=team_id, user_id=u.id, user_name=u.name, role=m.role)  # type: ignore[arg-type]
             for m, u in q.list_members(db_session, team_id)
         ]
 
-    @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=AUTH_ERRORS)
-    def set_member(self, team_id: FromPath[int], data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
+    @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=errors(404, 409))
+    def set_member(self, team_id: IdParam, data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
         """Add a member, or change the role of an existing one."""
         team = accounts.require_team(db_session, team_id)
         user = accounts.require_user(db_session, data.user_id)
@@ -95,14 +105,16 @@ class AdminController(Controller):
         db_session.commit()
         return MemberOut(team_id=team.id, user_id=user.id, user_name=user.name, role=member.role)  # type: ignore[arg-type]
 
-    @delete("/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=AUTH_ERRORS)
-    def remove_member(self, team_id: FromPath[int], user_id: FromPath[int], db_session: DbSession) -> None:
+    @delete(
+        "/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=errors(404, 409)
+    )
+    def remove_member(self, team_id: IdParam, user_id: IdParam, db_session: DbSession) -> None:
         team = accounts.require_team(db_session, team_id)
         user = accounts.require_user(db_session, user_id)
         accounts.remove_team_member(db_session, team, user)
         db_session.commit()
 
-    @post("/keys", status_code=201, sync_to_thread=True, responses=AUTH_ERRORS)
+    @post("/keys", status_code=201, sync_to_thread=True, responses=errors(404))
     def create_key(self, data: JSONBody[KeyCreate], db_session: DbSession) -> KeyCreated:
         """The full key is in this response only; it is stored as a hash."""
         user = accounts.require_user(db_session, data.user_id)
@@ -121,7 +133,7 @@ class AdminController(Controller):
     def list_keys(
         self,
         db_session: DbSession,
-        user_id: FromQuery[int | None] = None,
+        user_id: OptionalId = None,
     ) -> list[KeyOut]:
         now = utcnow()
         return [key_out(k, now) for k in list_keys(db_session, user_id=user_id)]
@@ -137,10 +149,10 @@ class AdminController(Controller):
         self,
         db_session: DbSession,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-        before_id: FromQuery[int | None] = None,
+        before_id: OptionalId = None,
         kind: FromQuery[Literal["deployment.created", "deployment.deleted", "tier.changed"] | None] = None,
-        user_id: FromQuery[int | None] = None,
-        team_id: FromQuery[int | None] = None,
+        user_id: OptionalId = None,
+        team_id: OptionalId = None,
     ) -> list[BillingEventOut]:
         """Newest first; page with `before_id` = the smallest id already seen."""
         events = list_billing_events(

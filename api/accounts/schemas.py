@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from api.ids import Id
 from persistence.models import BillingEvent, Team, User
 
 # Lower-case only: "Admin" and "admin" must not be two different accounts.
@@ -47,7 +48,7 @@ class TierChange(msgspec.Struct, forbid_unknown_fields=True):
 
 class TeamCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    owner_user_id: int
+    owner_user_id: Id
     tier: Tier = "free"
 
 
@@ -59,7 +60,7 @@ class TeamOut(msgspec.Struct):
 
 
 class MemberSet(msgspec.Struct, forbid_unknown_fields=True):
-    user_id: int
+    user_id: Id
     role: Role = "member"
 
 

@@ -23,6 +23,11 @@ CurrentPrincipal = NamedDependency[Principal]
 OptionalPrincipal = NamedDependency[Principal | None]
 TeamContext = NamedDependency[int | None]
 
+# A team id, or empty for none: what `resolve_team_context` accepts, so the
+# document does not promise more (a team the caller is not in is still 403).
+TEAM_ID_PATTERN = r"^[0-9]{0,15}$"
+TEAM_ID_TEXT = "Team context: a team id (empty: none)"
+
 
 def need(principal: Principal, scope: str) -> None:
     """Forbidden unless the credential holds `scope`."""
@@ -48,11 +53,11 @@ async def provide_team_context(
     principal: NamedDependency[Principal],
     team_id: Annotated[
         str | None,
-        QueryParameter(name="team_id", required=False, description="Team context (team id)"),
+        QueryParameter(name="team_id", required=False, pattern=TEAM_ID_PATTERN, description=TEAM_ID_TEXT),
     ] = None,
     x_team_id: Annotated[
         str | None,
-        HeaderParameter(name=TEAM_HEADER, required=False, description="Team context (team id)"),
+        HeaderParameter(name=TEAM_HEADER, required=False, pattern=TEAM_ID_PATTERN, description=TEAM_ID_TEXT),
     ] = None,
 ) -> int | None:
     """Litestar dependency `team_context`: the resolved team id or None (rules in api.deployments.tenancy)."""

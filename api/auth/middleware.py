@@ -5,10 +5,11 @@ out with `opt={"public": True}` (login, health, docs) or makes it optional with
 `opt={"auth_optional": True}` (pages that also render anonymously). Credentials:
 
 * `Authorization: Bearer ssk_...` API keys, scoped and optionally team-bound;
-* the `shipstack_session` cookie from `POST /api/auth/login`. Unsafe methods sent
-  with the cookie need the session's CSRF token in the `X-CSRF-Token` header or a
-  `_csrf` form field (the token is returned at login, by `GET /api/auth/me`, and
-  in the script-readable `shipstack_csrf` cookie).
+* the session cookie from `POST /api/auth/login` (`shipstack_session`, or
+  `__Host-shipstack_session` with secure cookies: `api.auth.cookies`). Unsafe
+  methods sent with the cookie need the session's CSRF token in the
+  `X-CSRF-Token` header or a `_csrf` form field (the token is returned at login,
+  by `GET /api/auth/me`, and in the script-readable CSRF cookie).
 
 Then it applies the per-credential rate limit (429 + Retry-After) and stores the
 `Principal` in `scope["user"]` (so `request.user` works too).
@@ -26,6 +27,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.auth.authenticate import authenticate
+from api.auth.cookies import cookie_names
 from api.auth.principal import Principal
 from api.auth.ratelimit import RateLimiter
 from api.errors import Forbidden, RateLimited, Unauthorized
@@ -33,8 +35,6 @@ from api.http.context import context_of
 
 PUBLIC = "public"
 AUTH_OPTIONAL = "auth_optional"
-SESSION_COOKIE = "shipstack_session"
-CSRF_COOKIE = "shipstack_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FORM_FIELD = "_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -57,7 +57,7 @@ class AuthMiddleware(ASGIMiddleware):
             lambda: authenticate(
                 context.db.reads,
                 request.headers.get("authorization"),
-                request.cookies.get(SESSION_COOKIE),
+                request.cookies.get(cookie_names(context.settings.auth.session_cookie_secure).session),
                 optional=optional,
             )
         )

@@ -7,73 +7,70 @@
     GET  /api/keys               your keys (prefixes and metadata)
     POST /api/keys/{prefix}/revoke
 
-Login sets two cookies: `shipstack_session` (HttpOnly, SameSite=Lax) and
-`shipstack_csrf` (readable by scripts, to echo back in `X-CSRF-Token`). Attempts
+Login sets two cookies (`api.auth.cookies`): the session (HttpOnly, SameSite=Lax)
+and its CSRF token (readable by scripts, to echo back in `X-CSRF-Token`). Attempts
 are limited per (user name, client IP): every attempt takes a token, success gives
 them back, so parallel guessing is bounded too.
+
+Login CSRF (signing a victim in as the attacker): a form sign-in must carry the
+login token of the sign-in page, equal to its pre-session cookie (a double submit,
+`api.auth.cookies`). A JSON sign-in needs no token: it must be sent as
+`application/json` (anything else but a form is 415), which a page of another
+site can only send through a CORS preflight this service never grants, so it
+cannot be forged cross-site; and API clients without cookies keep working.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
 
 from api.accounts.schemas import user_out
 from api.auth import keys, sessions
+from api.auth.cookies import cookie_names, login_token_matches, make_cookie
 from api.auth.guards import CurrentPrincipal, require_authenticated
-from api.auth.middleware import CSRF_COOKIE, FORM_TYPES, PUBLIC, SESSION_COOKIE
+from api.auth.middleware import CSRF_FORM_FIELD, FORM_TYPES, PUBLIC
 from api.auth.schemas import KeyCreated, KeyOut, LoginRequest, LoginResponse, OwnKeyCreate, WhoAmI
-from api.errors import Invalid, RateLimited
+from api.errors import Forbidden, Invalid, RateLimited
 from api.http.context import context_of
 from api.http.dependencies import AppSettings, DbSession
+from api.http.document import BODY
 from api.http.errors import AUTH_ERRORS, error_responses
-from stacks.settings import AuthSettings
+from stacks.settings import AuthSettings, Settings
 
 
-def _login_schema() -> Schema:
-    text = Schema(type=OpenAPIType.STRING)
-    return Schema(
-        type=OpenAPIType.OBJECT,
-        properties={
-            "name": text,
-            "password": Schema(type=OpenAPIType.STRING, format="password"),  # type: ignore[arg-type]
-            "next": Schema(type=OpenAPIType.STRING, description="form posts: local redirect"),
-        },
-        required=["name", "password"],
-    )
+class LoginForm(LoginRequest, forbid_unknown_fields=False):
+    """A sign-in form post: the login token of the sign-in page rides along."""
+
+    csrf: str = msgspec.field(default="", name=CSRF_FORM_FIELD)
 
 
-@dataclass
-class _LoginOperation(Operation):
-    """Documents the body Litestar cannot infer: the handler reads JSON or a form itself."""
-
-    def __post_init__(self) -> None:
-        media = OpenAPIMediaType(schema=_login_schema())
-        self.request_body = RequestBody(
-            required=True,
-            content={"application/json": media, "application/x-www-form-urlencoded": media},
-        )
-        self.security = []
+def _media_type(request: Request[Any, Any, Any]) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _is_form(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("content-type", "").startswith(FORM_TYPES)
-
-
-async def _read_login(request: Request[Any, Any, Any]) -> LoginRequest:
+async def _read_login(request: Request[Any, Any, Any], settings: Settings) -> LoginRequest:
+    """The JSON or form body; a form must carry the login token (see the module doc)."""
+    media = _media_type(request)
     try:
-        if _is_form(request):
+        if media in FORM_TYPES:
             form = await request.form()
             raw: Any = {k: v for k, v in form.items() if isinstance(v, str)}
+            sent = raw.get(CSRF_FORM_FIELD)
+            names = cookie_names(settings.auth.session_cookie_secure)
+            if not login_token_matches(request.cookies.get(names.login_csrf), sent):
+                raise Forbidden("Missing or invalid sign-in token: reload the sign-in page", "csrf_failed")
             return msgspec.convert(raw, LoginRequest)
+        if media != "application/json":
+            raise HTTPException(status_code=415, detail="Send the login as application/json or as a form")
         return msgspec.json.decode(await request.body(), type=LoginRequest)
     except msgspec.ValidationError as exc:
         raise Invalid(f"Invalid login request: {exc}", "bad_request") from None
@@ -82,24 +79,30 @@ async def _read_login(request: Request[Any, Any, Any]) -> LoginRequest:
 
 
 def _cookies(auth: AuthSettings, token: str, csrf: str, max_age: int) -> list[Cookie]:
-    common: dict[str, Any] = {"path": "/", "samesite": "lax", "secure": auth.session_cookie_secure, "max_age": max_age}
+    names = cookie_names(auth.session_cookie_secure)
+    secure = auth.session_cookie_secure
     return [
-        Cookie(key=SESSION_COOKIE, value=token, httponly=True, **common),
-        Cookie(key=CSRF_COOKIE, value=csrf, httponly=False, **common),
+        make_cookie(names.session, token, secure=secure, max_age=max_age),
+        make_cookie(names.csrf, csrf, secure=secure, max_age=max_age, httponly=False),
+        # The login token has done its job once a session exists.
+        make_cookie(names.login_csrf, "", secure=secure, max_age=0, samesite="strict"),
     ]
 
 
 @post(
     "/api/auth/login",
-    opt={PUBLIC: True},
+    opt={PUBLIC: True, BODY: {"application/json": LoginRequest, "application/x-www-form-urlencoded": LoginForm}},
     status_code=200,
-    operation_class=_LoginOperation,
-    responses=error_responses(400, 401, 429),
+    security=[{}],
+    responses={
+        **error_responses(400, 401, 403, 415, 429),
+        303: ResponseSpec(None, description="A form sign-in with a local `next`: go there"),
+    },
     tags=["auth"],
     summary="Log in with name and password (JSON or form); sets the session cookie",
 )
 async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Response[LoginResponse]:
-    body = await _read_login(request)
+    body = await _read_login(request, settings)
     name = body.name.strip().lower()
     client = request.client.host if request.client else "unknown"
     context = context_of(request.app.state)
@@ -117,7 +120,7 @@ async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Respo
     opened = await anyio.to_thread.run_sync(open_in_write_transaction)
     context.login_limiter.reset(bucket)
     cookies = _cookies(settings.auth, opened.token, opened.csrf_token, settings.auth.session_ttl_s)
-    target = sessions.safe_next(body.next) if _is_form(request) else None
+    target = sessions.safe_next(body.next) if _media_type(request) in FORM_TYPES else None
     if target:
         return Redirect(target, status_code=303, cookies=cookies)
     body_out = LoginResponse(user=user_out(opened.user), csrf_token=opened.csrf_token, expires_at=opened.expires_at)
@@ -127,7 +130,7 @@ async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Respo
 @post(
     "/api/auth/logout",
     guards=[require_authenticated()],
-    responses=AUTH_ERRORS,
+    responses={**AUTH_ERRORS, 303: ResponseSpec(None, description="With a local `next`: go there")},
     status_code=204,
     sync_to_thread=True,
     tags=["auth"],

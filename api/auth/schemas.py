@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from api.accounts.schemas import Role, Scope, UserOut
+from api.ids import Id
 from persistence.models import ApiKey
 
 KeyName = Annotated[str, Meta(max_length=100)]
@@ -48,15 +49,15 @@ class OwnKeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     scopes: Annotated[list[Scope], Meta(min_length=1)]
     name: KeyName = ""
     expires_days: ExpiresDays | None = None
-    team_id: int | None = None
+    team_id: Id | None = None
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
-    user_id: int
+    user_id: Id
     scopes: Annotated[list[Scope], Meta(min_length=1)]
     name: KeyName = ""
     expires_days: ExpiresDays | None = None
-    team_id: int | None = None
+    team_id: Id | None = None
 
 
 class KeyOut(msgspec.Struct, kw_only=True):

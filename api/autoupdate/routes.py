@@ -25,6 +25,7 @@ from api.deployments.schemas import AutoUpdateSettings
 from api.deployments.writes import submit
 from api.errors import Invalid
 from api.http.dependencies import AppDatabase, AppRunner, AppSettings, DbSession
+from api.http.document import BODY
 from api.http.errors import error_responses
 
 ERRORS = error_responses(400, 401, 403, 404, 429, 500)
@@ -51,6 +52,7 @@ def _decode(raw: bytes) -> AutoUpdatePut:
     "/api/deployments/auto-update",
     guards=[require_scope(WRITE)],
     status_code=200,
+    opt={BODY: {"application/json": AutoUpdatePut}},
     responses={
         200: ResponseSpec(AutoUpdateAccepted, description="Accepted", generate_examples=False),
         **error_responses(409),

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
-from api.deployments.schemas import AutoUpdateSettings
+from api.deployments.schemas import AutoUpdateSettings, DeploymentName, documented
+from programs.spec import STRATEGIES, UPDATE_POLICIES
+from programs.validate import MAX_AUTO_UPDATE_INTERVAL_S, MAX_FILTER_LENGTH, MIN_AUTO_UPDATE_INTERVAL_S
 
 UNSET = msgspec.UNSET
 UnsetType = msgspec.UnsetType
 
 
+# The rules of programs.validate, documented (it enforces them, see api.deployments.schemas).
+Strategy = Annotated[str, documented(enum=list(STRATEGIES))]
+Policy = Annotated[str, documented(enum=list(UPDATE_POLICIES))]
+TagFilter = Annotated[str, documented(maxLength=MAX_FILTER_LENGTH, description="An RE2 regex over tags")]
+Interval = Annotated[int, documented(minimum=MIN_AUTO_UPDATE_INTERVAL_S, maximum=MAX_AUTO_UPDATE_INTERVAL_S)]
+
+
 class AutoUpdatePut(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    deployment_name: str
+    deployment_name: DeploymentName
     enabled: bool
-    strategy: str | UnsetType = UNSET
-    policy: str | UnsetType = UNSET
-    include: str | UnsetType | None = UNSET
-    exclude: str | UnsetType | None = UNSET
-    intervalSeconds: int | UnsetType | None = UNSET
+    strategy: Strategy | UnsetType = UNSET
+    policy: Policy | UnsetType = UNSET
+    include: TagFilter | UnsetType | None = UNSET
+    exclude: TagFilter | UnsetType | None = UNSET
+    intervalSeconds: Interval | UnsetType | None = UNSET
     prerelease: bool | UnsetType = UNSET
 
 

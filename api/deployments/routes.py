@@ -37,6 +37,7 @@ from api.deployments.schemas import (
     ConfigUpdateRequest,
     CreateRequest,
     CreateResponse,
+    DeleteForm,
     DeployImageRequest,
     DeploymentItem,
     HistoryResponse,
@@ -52,6 +53,7 @@ from api.deployments.writes import Action, submit
 from api.errors import Invalid
 from api.http.context import Database
 from api.http.dependencies import AppDatabase, AppRunner, AppSettings, DbSession
+from api.http.document import BODY
 from api.http.errors import error_responses
 from stacks.runner import Runner
 from stacks.settings import Settings
@@ -209,7 +211,9 @@ def _create(
 
 
 @post("/api/deployments/delete", guards=WRITES, status_code=200,
-      responses={**accepted(200), **errors(404, 409)})  # fmt: skip
+      opt={BODY: {"application/json": NameRequest, "application/x-www-form-urlencoded": DeleteForm}},
+      responses={**accepted(200), **errors(404, 409),
+                 303: ResponseSpec(None, description="A form post: back to the deployments page")})  # fmt: skip
 async def delete_deployment(
     request: Request[Any, Any, Any], principal: CurrentPrincipal, database: AppDatabase, runner: AppRunner
 ) -> Response[Accepted]:

@@ -4,8 +4,42 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
+
+from api.ids import Id
+from programs.names import DNS1123_LABEL, MAX_NAME_LENGTH
+from programs.spec import VISIBILITIES
+from programs.templates import load_catalog
+from programs.validate import ENV_KEY, MAX_ENV_KEY_LENGTH, MAX_ENV_VARS
+
+# The rules of the service's own checks (programs.validate, programs.names,
+# programs.images), stated in the OpenAPI document only (`extra_json_schema`):
+# those checks stay the one place that enforces them, with the messages the
+# pages show next to the field they name.
+
+
+def documented(**schema: object) -> Meta:
+    return Meta(extra_json_schema=schema)
+
+
+EnvVars = Annotated[
+    dict[str, str],
+    documented(
+        maxProperties=MAX_ENV_VARS, propertyNames={"pattern": f"^{ENV_KEY.pattern}$", "maxLength": MAX_ENV_KEY_LENGTH}
+    ),
+]
+NewName = Annotated[str, documented(pattern=f"^{DNS1123_LABEL.pattern}$", maxLength=MAX_NAME_LENGTH)]
+DeploymentName = Annotated[str, documented(minLength=1)]
+Visibility = Annotated[str, documented(enum=list(VISIBILITIES))]
+# "image" is the template of deploy-image, which names the image.
+TemplateName = Annotated[str, documented(enum=sorted(set(load_catalog()) - {"image"}))]
+# Whitespace is never part of a reference; the full grammar is programs.images's.
+ImageRef = Annotated[str, documented(pattern=r"^\S+$")]
+Port = Annotated[int, documented(minimum=1, maximum=65535)]
+Revision = Annotated[int, documented(minimum=1)]
 
 
 class IngressOut(msgspec.Struct, frozen=True):
@@ -28,20 +62,20 @@ class DeploymentItem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class CreateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    template: str
-    envVars: dict[str, str] = {}
-    visibility: str = "public"
-    name: str | None = None
-    team_id: int | None = None
+    template: TemplateName
+    envVars: EnvVars = {}
+    visibility: Visibility = "public"
+    name: NewName | None = None
+    team_id: Id | None = None
 
 
 class DeployImageRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    image: str
-    name: str | None = None
-    containerPort: int = 8080
-    envVars: dict[str, str] = {}
-    visibility: str = "public"
-    team_id: int | None = None
+    image: ImageRef
+    name: NewName | None = None
+    containerPort: Port = 8080
+    envVars: EnvVars = {}
+    visibility: Visibility = "public"
+    team_id: Id | None = None
 
 
 class CreateResponse(msgspec.Struct, frozen=True):
@@ -62,7 +96,14 @@ class StatusResponse(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class NameRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    deployment_name: str
+    deployment_name: DeploymentName
+
+
+class DeleteForm(msgspec.Struct, frozen=True):
+    """The delete form of the pages: the session's CSRF token rides along."""
+
+    deployment_name: DeploymentName
+    csrf: str = msgspec.field(default="", name="_csrf")
 
 
 class ConfigResponse(msgspec.Struct, frozen=True):
@@ -70,8 +111,8 @@ class ConfigResponse(msgspec.Struct, frozen=True):
 
 
 class ConfigUpdateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    deployment_name: str
-    configData: dict[str, str]
+    deployment_name: DeploymentName
+    configData: EnvVars
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -85,13 +126,13 @@ class Accepted(msgspec.Struct, frozen=True):
 
 
 class RollbackRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    version: int
+    version: Revision
 
 
 class PreviewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    configData: dict[str, str] | None = None
-    image: str | None = None
-    visibility: str | None = None
+    configData: EnvVars | None = None
+    image: ImageRef | None = None
+    visibility: Visibility | None = None
 
 
 class StepOut(msgspec.Struct, frozen=True):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from api.accounts.routes import AdminController
 from api.auth import routes as auth_routes
+from api.auth.cookies import cookie_names
 from api.auth.guards import provide_optional_principal, provide_principal, provide_team_context
 from api.auth.middleware import PUBLIC, AuthMiddleware
 from api.auth.ratelimit import RateLimiter
@@ -32,8 +33,11 @@ from api.autoupdate import routes as autoupdate_routes
 from api.deployments import routes as deployment_routes
 from api.http.context import STATE_KEY, AppContext, Database, context_of
 from api.http.dependencies import DEPENDENCIES
+from api.http.document import finish_document
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
+from api.http.options import answer_options
+from api.http.strict import check_json_body, check_query
 from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
@@ -62,6 +66,15 @@ async def health(state: State) -> Health:
 @get(SCHEMA_PATH, opt={PUBLIC: True}, include_in_schema=False, media_type=MediaType.JSON)
 async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.openapi_schema.to_schema()
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS answered with every method of the path; queries and JSON bodies read strictly."""
+    answer = await answer_options(request)
+    if answer is None:
+        check_query(request)
+        await check_json_body(request)
+    return answer
 
 
 def _ensure_sqlite_dir(engine: Engine) -> None:
@@ -125,7 +138,7 @@ def build_app(
     async def close_cluster_client() -> None:
         await close_kube(context)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, *extra_route_handlers],
         middleware=[AuthMiddleware()],
         dependencies={
@@ -135,7 +148,8 @@ def build_app(
             "team_context": Provide(provide_team_context),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=openapi_config(),
+        before_request=before_request,
+        openapi_config=openapi_config(cookie_names(settings.auth.session_cookie_secure).session),
         template_config=pages.template_config(),
         state=State({STATE_KEY: context}),
         # Migrations first, so the workers find the schema ready.
@@ -143,3 +157,5 @@ def build_app(
         on_shutdown=[stop_work, close_cluster_client, engine.dispose],
         debug=False,
     )
+    finish_document(app)
+    return app

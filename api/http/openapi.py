@@ -9,7 +9,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.auth.middleware import PUBLIC, SESSION_COOKIE
+from api.auth.middleware import PUBLIC
 from api.http.errors import error_response
 
 DOCS_PATH = "/api/docs"
@@ -23,7 +23,8 @@ def _docs_404_as_json(response: Response[Any]) -> Response[Any]:
     return response
 
 
-def openapi_config() -> OpenAPIConfig:
+def openapi_config(session_cookie: str) -> OpenAPIConfig:
+    """`session_cookie`: the session cookie's name (`__Host-` prefixed with secure cookies)."""
     return OpenAPIConfig(
         title="shipstack",
         version="0.1.0",
@@ -43,7 +44,7 @@ def openapi_config() -> OpenAPIConfig:
                 ),
                 "cookie": SecurityScheme(
                     type="apiKey",
-                    name=SESSION_COOKIE,
+                    name=session_cookie,
                     security_scheme_in="cookie",
                     description="Session cookie set by POST /api/auth/login",
                 ),

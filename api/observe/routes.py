@@ -36,18 +36,28 @@ import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from api.auth.guards import CurrentPrincipal, require_scope
 from api.auth.principal import READ, Principal
-from api.errors import Invalid, Unavailable
+from api.errors import Unavailable
 from api.http.context import context_of
 from api.http.dependencies import AppDatabase, AppSettings
+from api.http.document import EXTRA_CONTENT
 from api.http.errors import error_responses
 from api.http.sse import HEARTBEAT, HEARTBEAT_S, RETRY, SSE_HEADERS, sse
 from api.observe import service
-from api.observe.codec import LogLine, Position, SourceKey, decode_cursor, merge_lines, render_text, source_labels
+from api.observe.codec import (
+    LogLine,
+    Position,
+    SourceKey,
+    decode_cursor,
+    merge_lines,
+    render_text,
+    source_labels,
+)
 from api.observe.follower import LogFollower
 from api.observe.hub import PodChange, SourceEnded, log_sources, read_tails
 from api.observe.kube import Kube
@@ -57,6 +67,7 @@ from api.observe.schemas import (
     EventsResponse,
     LogLineEvent,
     LogsResponse,
+    LogStreamEvent,
     MetricsResponse,
     PodEvent,
     StatusEvent,
@@ -71,6 +82,8 @@ DEFAULT_TAIL = 100
 MAX_TAIL = 5000
 DEFAULT_EVENTS = 200
 MAX_EVENTS = 1000
+UNKNOWN_CURSOR_NOTE = "Last-Event-ID not understood: starting over from the tail"
+CURSOR_TEXT = "The id of the last event received: the stream goes on after it (an id it never sent starts over)"
 # How often an open stream checks that its credential and deployment still allow it.
 DEPLOYMENT_CHECK_S = 30.0
 
@@ -150,6 +163,7 @@ async def _release_async(follower: LogFollower, principal: Principal) -> None:
 @get(
     "/api/deployments/{name:str}/logs",
     guards=READS,
+    opt={EXTRA_CONTENT: {200: {"text/plain": Schema(type=OpenAPIType.STRING, description="follow=true: the lines")}}},
     responses={
         200: ResponseSpec(
             LogsResponse, description="JSON logs; with follow=true a text/plain stream", generate_examples=False
@@ -229,7 +243,12 @@ async def _text_follow(
     guards=READS,
     media_type="text/event-stream",
     responses={
-        200: ResponseSpec(LogLineEvent, description="text/event-stream, one event per line", generate_examples=False),
+        200: ResponseSpec(
+            LogStreamEvent,
+            description="Server-Sent Events, one per log line",
+            media_type="text/event-stream",
+            generate_examples=False,
+        ),
         **ERRORS,
     },
 )
@@ -241,20 +260,24 @@ async def deployment_log_stream(
     name: FromPath[str],
     service_name: ServiceParam = None,
     tail: TailParam = DEFAULT_TAIL,
-    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+    last_event_id: Annotated[
+        str | None, HeaderParameter(name="Last-Event-ID", required=False, description=CURSOR_TEXT)
+    ] = None,
     last_event_id_query: Annotated[
-        str | None, QueryParameter(name="lastEventId", required=False, description="Same as the Last-Event-ID header")
+        str | None,
+        QueryParameter(name="lastEventId", required=False, description="Same as the Last-Event-ID header"),
     ] = None,
 ) -> Stream:
     """Server-Sent Events, one per log line, resumable with Last-Event-ID (see the module doc)."""
     raw_id = last_event_id or last_event_id_query
     resume = decode_cursor(raw_id) if raw_id else None
-    if raw_id and resume is None:
-        raise Invalid("Last-Event-ID is not a cursor this stream sent; reconnect without it", "bad_event_id")
+    # An id this stream never sent (another version's, a typo) starts over and says so:
+    # an EventSource gives up for good on an error answer, so a 400 would end the page's logs.
+    first_notes = [UNKNOWN_CURSOR_NOTE] if raw_id and resume is None else []
     target = await _target(database, settings, principal, name, service_name)
     follower, initial = await _start_follower(request, principal, target, tail, resume)
     return Stream(
-        _sse_logs(request, principal, target, follower, initial),
+        _sse_logs(request, principal, target, follower, initial, first_notes),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
         background=BackgroundTask(_release_async, follower, principal),
@@ -280,10 +303,15 @@ def _status_event(message: str) -> bytes:
 
 
 async def _sse_logs(
-    request: Request[Any, Any, Any], principal: Principal, target: Target, follower: LogFollower, initial: list[LogLine]
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    target: Target,
+    follower: LogFollower,
+    initial: list[LogLine],
+    first_notes: list[str],
 ) -> AsyncIterator[bytes]:
     try:
-        head = [RETRY]
+        head = [RETRY, *(_status_event(note) for note in first_notes)]
         if not follower.pods:
             head.append(_status_event(target.not_ready_note()))
         head += [_status_event(note) for note in follower.notes]

@@ -3,9 +3,10 @@ named as the contract (docs/api.md) names their fields."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 
 class LogsResponse(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -51,6 +52,19 @@ class EventsResponse(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 # --- SSE payloads (the `data:` of each event) ------------------------------------
+
+# An event's `data`: one of the JSON payloads below.
+EventData = Annotated[str, Meta(extra_json_schema={"contentMediaType": "application/json"})]
+
+
+class LogStreamEvent(msgspec.Struct, frozen=True):
+    """One event of the log stream as an EventSource reads it: `data` is a
+    LogLineEvent (`message`, with the resumable cursor as `id`), PodEvent (`pod`),
+    StatusEvent (`status`) or EndEvent (`end`)."""
+
+    event: Literal["message", "pod", "status", "end"]
+    data: EventData
+    id: str = ""
 
 
 class LogLineEvent(msgspec.Struct, frozen=True):

@@ -21,9 +21,8 @@ from api.auth.principal import READ
 from api.http.dependencies import AppDatabase, AppRunner, DbSession
 from api.http.errors import error_responses
 from api.http.sse import SSE_HEADERS
-from api.observe.schemas import EndEvent
 from api.operations import service, stream
-from api.operations.schemas import OperationOut, OperationsResponse
+from api.operations.schemas import OperationOut, OperationsResponse, OperationStreamEvent
 
 READS = [require_scope(READ)]
 ERRORS = error_responses(400, 401, 403, 404, 429)
@@ -49,7 +48,10 @@ def deployment_operations(
     media_type="text/event-stream",
     responses={
         200: ResponseSpec(
-            EndEvent, description="text/event-stream of engine events, then `end`", generate_examples=False
+            OperationStreamEvent,
+            description="Server-Sent Events: the engine's events, then `end`",
+            media_type="text/event-stream",
+            generate_examples=False,
         ),
         **ERRORS,
     },
@@ -59,7 +61,9 @@ async def operation_events(
     database: AppDatabase,
     runner: AppRunner,
     op_id: FromPath[str],
-    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+    last_event_id: Annotated[
+        str | None, HeaderParameter(name="Last-Event-ID", required=False, pattern=stream.EVENT_ID_PATTERN)
+    ] = None,
 ) -> Stream:
     """The operation's engine events as Server-Sent Events, ending when it ends."""
     after = stream.resume_after(last_event_id)

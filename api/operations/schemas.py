@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from api.observe.schemas import EventData
+
 
 class OperationOut(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
@@ -24,3 +26,13 @@ class OperationOut(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class OperationsResponse(msgspec.Struct, frozen=True):
     operations: list[OperationOut]
+
+
+class OperationStreamEvent(msgspec.Struct, frozen=True):
+    """One event of an operation's stream as an EventSource reads it: an engine
+    event (named by its type, `data` the engine's JSON, `id` its sequence number),
+    then `end` (`data` an EndEvent, `id` "end")."""
+
+    event: str
+    data: EventData
+    id: str = ""

@@ -35,12 +35,18 @@ _enc = msgspec.json.Encoder()
 Live = queue.SimpleQueue[dict[str, Any] | None]
 
 
+# The ids this stream sends: sequence numbers, and "end".
+EVENT_ID_PATTERN = r"^\s*(-?[0-9]{1,18}|end)?\s*$"
+
+
 def resume_after(last_event_id: str | None) -> int:
-    """The sequence number a reconnecting client has had; 400 for an id this stream never sent."""
+    """The sequence number a reconnecting client has had; 400 for an id this stream never sent.
+
+    An empty id is no id: an EventSource whose last event had no id sends none."""
     if last_event_id is None:
         return -1
     text = last_event_id.strip()
-    if text == "end":
+    if text in ("", "end"):
         return -1
     if text.lstrip("-").isdigit() and len(text) <= 18:
         return int(text)

@@ -19,8 +19,10 @@ posts to the API itself is delete (`POST /api/deployments/delete`, `_csrf` field
 which redirects back to the list; sign-out posts to `POST /api/auth/logout?next=/login`.
 
 Every page route is `auth_optional`: without a session it redirects to /login.
-Pages are sent with `Cache-Control: no-store` (the config editor holds env values)
-and a Content-Security-Policy that allows only this origin's script and style.
+Everything the pages and static files send carries the security headers of
+`api.pages.headers` (pages also `Cache-Control: no-store`: the config editor holds
+env values). The sign-in page sets the pre-session login token (`api.auth.cookies`)
+its form posts back.
 
 """
 
@@ -41,6 +43,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.orm import Session
 
+from api.auth.cookies import LOGIN_TOKEN_TTL_S, cookie_names, is_login_token, make_cookie, new_login_token
 from api.auth.guards import OptionalPrincipal
 from api.auth.middleware import AUTH_OPTIONAL, CSRF_FORM_FIELD, PUBLIC
 from api.auth.principal import WRITE, Principal
@@ -49,22 +52,12 @@ from api.errors import ServiceError
 from api.http.dependencies import AppDatabase, AppSettings
 from api.http.errors import status_of
 from api.pages import views
+from api.pages.headers import PAGE_HEADERS, STATIC_HEADERS, SecurityHeaders
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 STATIC_PATH = "/static"
-
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-    ),
-}
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -94,7 +87,7 @@ def _page(
         can_write=bool(principal and principal.has_scope(WRITE)),
         path=request.url.path,
     )
-    return Template(template_name=template_name, context=context, status_code=status_code, headers=PAGE_HEADERS)
+    return Template(template_name=template_name, context=context, status_code=status_code)
 
 
 async def _render(
@@ -124,7 +117,12 @@ async def _render(
 
 def _page_route() -> dict[str, Any]:
     """Route options of every page: signed-in optional (anonymous -> /login), not in the API schema."""
-    return {"opt": {AUTH_OPTIONAL: True}, "include_in_schema": False, "media_type": MediaType.HTML}
+    return {
+        "opt": {AUTH_OPTIONAL: True},
+        "include_in_schema": False,
+        "media_type": MediaType.HTML,
+        "middleware": [SecurityHeaders(PAGE_HEADERS)],
+    }
 
 
 @get("/", **_page_route())
@@ -134,12 +132,23 @@ async def home(optional_principal: OptionalPrincipal) -> Redirect:
 
 @get("/login", **_page_route())
 async def login_page(
-    request: Request[Any, Any, Any], optional_principal: OptionalPrincipal, next: FromQuery[str | None] = None
+    request: Request[Any, Any, Any],
+    optional_principal: OptionalPrincipal,
+    settings: AppSettings,
+    next: FromQuery[str | None] = None,
 ) -> Response[Any]:
     target = safe_next(next) or "/deployments"
     if optional_principal is not None and optional_principal.via == "session":
         return Redirect(target, status_code=303)
-    return _page(request, None, "login.html", title="Sign in", next=target)
+    secure = settings.auth.session_cookie_secure
+    name = cookie_names(secure).login_csrf
+    # Keep a token the browser already has, so two open sign-in tabs both work.
+    token = request.cookies.get(name, "")
+    if not is_login_token(token):
+        token = new_login_token()
+    page = _page(request, None, "login.html", title="Sign in", next=target, login_token=token)
+    page.cookies.append(make_cookie(name, token, secure=secure, max_age=LOGIN_TOKEN_TTL_S, samesite="strict"))
+    return page
 
 
 @get("/deployments", **_page_route())
@@ -181,7 +190,12 @@ async def detail_page(
 
 
 static_files = create_static_files_router(
-    path=STATIC_PATH, directories=[STATIC_DIR], name="pages-static", opt={PUBLIC: True}, include_in_schema=False
+    path=STATIC_PATH,
+    directories=[STATIC_DIR],
+    name="pages-static",
+    opt={PUBLIC: True},
+    include_in_schema=False,
+    middleware=[SecurityHeaders(STATIC_HEADERS)],
 )
 
 ROUTES = [home, login_page, list_page, create_page, detail_page, static_files]

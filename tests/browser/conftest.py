@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import pytest
 
 from api.http.context import context_of
 from stacks.settings import REPO_ROOT, Settings
+from tests.serving import serve
 
 CHROMIUM = Path(os.environ.get("SHIPSTACK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -88,36 +87,6 @@ def _add_user(app: Any, name: str, password: str) -> None:
 
     with context_of(app.state).db.writes() as db, db.begin():
         add_user(db, name, password_hash=hash_password(password))
-
-
-def serve(app: Any) -> Iterator[str]:
-    """Serves the app (with its lifespan: migrations, runner) on a free loopback port."""
-    import uvicorn
-
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="on",
-            loop="asyncio",  # the Pulumi SDK does not work under uvloop
-            log_level="warning",
-            timeout_graceful_shutdown=3,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="pages-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start the service")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _web(settings: Settings, tmp_path: Path, *, run_operations: bool) -> Iterator[Web]:

@@ -114,3 +114,35 @@ def test_delete_and_sign_out_forms_need_the_csrf_field(client: TestClient[Any]) 
     r = client.post("/api/auth/logout?next=/login", data={"_csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert client.get("/deployments", follow_redirects=False).status_code == 303
+
+
+def test_every_page_response_carries_the_security_headers(client: TestClient[Any]) -> None:
+    """Pages, their error pages, redirects to /login and the static files: nosniff, a
+    CSP that forbids framing, a same-origin Referrer-Policy; pages are never cached."""
+    seed = Seed(context_of(client.app.state).db.reads)
+    seed.user("alice", password=PASSWORD)
+
+    def check(path: str, *, page: bool) -> None:
+        r = client.get(path, follow_redirects=False)
+        h = r.headers
+        assert h["x-content-type-options"] == "nosniff", path
+        assert "frame-ancestors 'none'" in h["content-security-policy"], path
+        assert "script-src 'self'" in h["content-security-policy"], path
+        assert h["referrer-policy"] == "same-origin", path
+        assert h["x-frame-options"] == "DENY", path
+        if page:
+            assert h["cache-control"] == "no-store", path
+
+    anonymous = ["/", "/login", "/deployments", "/deploy", "/deployments/nope?op=1"]
+    for path in anonymous:
+        check(path, page=True)
+    assert client.get("/deployments", follow_redirects=False).status_code == 303
+    for asset in ("/static/shipstack.js", "/static/shipstack.css", "/static/missing.js"):
+        check(asset, page=False)
+    _sign_in(client, "alice")
+    for path in ("/deployments", "/deploy", "/login"):
+        check(path, page=True)
+    # Error pages: a deployment that is not there (404) and a bad team (400, 403).
+    for path, status in (("/deployments/nope", 404), ("/deployments?team_id=abc", 400), ("/deploy?team_id=9", 403)):
+        assert client.get(path).status_code == status, path
+        check(path, page=True)

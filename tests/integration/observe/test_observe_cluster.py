@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,7 +24,6 @@ from urllib.parse import urlparse
 import httpx
 import msgspec
 import pytest
-import uvicorn
 import yaml
 from kubernetes import client, config
 
@@ -34,6 +32,7 @@ from api.observe.formats import parse_time_ns
 from api.observe.hub import open_hubs
 from api.observe.streams import open_streams
 from tests.integration.conftest import Service
+from tests.serving import serve
 
 LINE = re.compile(r'127\.0\.0\.1 - - "GET /healthz HTTP/1\.1" 200 2 request=(\d+)')
 
@@ -44,28 +43,7 @@ LINE = re.compile(r'127\.0\.0\.1 - - "GET /healthz HTTP/1\.1" 200 2 request=(\d+
 @contextmanager
 def live_server(service: Service) -> Iterator[str]:
     """The fixture's app (already started by its TestClient) served over real HTTP."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            service.client.app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_level="warning",
-            timeout_graceful_shutdown=3,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="observe-live-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    yield from serve(service.client.app, lifespan="off")
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, str]]:

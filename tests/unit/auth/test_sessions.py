@@ -10,8 +10,8 @@ from litestar.testing import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth.cookies import cookie_names
 from api.auth.credentials import sha256_hex
-from api.auth.middleware import CSRF_COOKIE, SESSION_COOKIE
 from api.http.context import context_of
 from persistence.base import utcnow
 from persistence.models import LoginSession
@@ -19,6 +19,8 @@ from stacks.settings import Settings
 from tests.seed import MakeClient, Seed, bearer
 
 PASSWORD = "correct horse battery"
+SESSION_COOKIE = cookie_names(secure=False).session
+CSRF_COOKIE = cookie_names(secure=False).csrf
 
 
 def login(client: TestClient[Litestar], name: str = "alice", password: str = PASSWORD) -> str:
@@ -145,18 +147,6 @@ def test_wrong_password_and_unknown_user_look_the_same(client: TestClient[Litest
 def test_login_name_is_case_insensitive(client: TestClient[Litestar], seed: Seed) -> None:
     seed.user("alice", password=PASSWORD)
     assert client.post("/api/auth/login", json={"name": "Alice", "password": PASSWORD}).status_code == 200
-
-
-def test_form_login_redirects_to_local_next_only(client: TestClient[Litestar], seed: Seed) -> None:
-    seed.user("alice", password=PASSWORD)
-    form = {"name": "alice", "password": PASSWORD, "next": "/deployments"}
-    response = client.post("/api/auth/login", data=form, follow_redirects=False)
-    assert response.status_code == 303
-    assert response.headers["location"] == "/deployments"
-    assert SESSION_COOKIE in client.cookies
-    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
-        response = client.post("/api/auth/login", data={**form, "next": evil}, follow_redirects=False)
-        assert response.status_code == 200, evil
 
 
 def test_bad_login_bodies_are_400(client: TestClient[Litestar]) -> None:
