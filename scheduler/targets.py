@@ -40,7 +40,8 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class ConfigCache:
     """Plain (non-secret) config values per stack file, re-read only when it changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: tuple[str, ...] = PLAIN_KEYS) -> None:
+        self.keys = keys
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[int, int, dict[str, str]]] = {}
 
@@ -54,7 +55,7 @@ class ConfigCache:
             entry = self._entries.get(str(path))
         if entry is not None and entry[0] == st.st_mtime_ns and entry[1] == st.st_size:
             return entry[2]
-        values = read_plain_config(path)
+        values = stackconfig.read_plain(path, self.keys, _LOADER)
         with self._lock:
             self._entries[str(path)] = (st.st_mtime_ns, st.st_size, values)
         return values

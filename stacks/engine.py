@@ -153,14 +153,18 @@ def _short(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-def apply(settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None) -> ApplyResult:
-    """Writes the spec into the stack's config and runs `up`."""
+def apply(
+    settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None, *, refresh: bool = False
+) -> ApplyResult:
+    """Writes the spec into the stack's config and runs `up`; `refresh` first reads
+    every object back from the cluster, so `up` also undoes edits made behind the
+    stack's back (a reconcile)."""
     ownership.check_namespace(settings.engine.kubeconfig, spec.name)
     stack = _stack(settings, spec.name)
     stack.set_all_config(stack_config(spec, settings))
     collector = _Collector(on_event)
     try:
-        result = stack.up(message=message, on_event=collector, show_secrets=False, color="never")
+        result = stack.up(message=message, on_event=collector, show_secrets=False, color="never", refresh=refresh)
     except auto.errors.CommandError as exc:
         raise collector.error(exc) from exc
     changes = {str(k): v for k, v in (result.summary.resource_changes or {}).items()}

@@ -36,7 +36,7 @@ from persistence.models import Deployment, Operation
 from programs.describe import describe_change
 from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
-from stacks import engine
+from stacks import drift_runs, engine
 from stacks.changes import Change, apply_change, with_placement
 from stacks.settings import Settings
 
@@ -222,10 +222,14 @@ class Runner:
                     log.exception("saving progress failed")
 
         try:
-            if payload.get("recover"):
+            # A drift check holds no lock and leaves nothing pending; and recovery's
+            # refresh would accept into the state the very drift it is to find.
+            if payload.get("recover") and op.kind != OperationKind.DRIFT_CHECK:
                 engine.recover(self.settings, op.deployment_name)
             if op.kind == OperationKind.DELETE:
                 message, result = self._delete(op, on_event)
+            elif op.kind in drift_runs.KINDS:
+                message, result = drift_runs.run(self.settings, self.sessions, op, on_event, self._set_status)
             else:
                 message, result = self._apply(op, payload, on_event)
         except Exception as exc:
@@ -234,7 +238,9 @@ class Runner:
             with self.sessions() as s, s.begin():
                 failed = f"{op.message or op.kind}: failed"
                 ops.finish(s, op.id, ok=False, message=failed, error=error, progress=progress)
-                self._mark_error(s, op.deployment_name, error, deleting=op.kind == OperationKind.DELETE)
+                # A failed drift check says nothing about the deployment itself (its result keeps the error).
+                if op.kind != OperationKind.DRIFT_CHECK:
+                    self._mark_error(s, op.deployment_name, error, deleting=op.kind == OperationKind.DELETE)
             if self.on_failed is not None:
                 try:
                     self.on_failed(op.kind, op.deployment_name, payload, error)
