@@ -237,15 +237,36 @@ def owned(path: Path, obj: Mapping[str, Any]) -> bool:
     )
 
 
-def _present(obj: Any, path: Path) -> bool:
+_MISSING = object()
+_HIDDEN = object()
+
+
+def _find(obj: Any, path: Path) -> Any:
+    """The value at `path`, _MISSING, or _HIDDEN when a secret lies on the way."""
     for seg in path:
+        if _is_secret(obj):
+            return _HIDDEN
         if isinstance(seg, int):
             if not isinstance(obj, list) or seg >= len(obj):
-                return False
+                return _MISSING
         elif not isinstance(obj, dict) or seg not in obj:
-            return False
+            return _MISSING
         obj = obj[seg]
-    return True
+    return _HIDDEN if _is_secret(obj) else obj
+
+
+def _present(obj: Any, path: Path) -> bool:
+    return _find(obj, path) is not _MISSING
+
+
+def never_held(path: Path, old: Any, new: Any) -> bool:
+    """The cluster held nothing at `path` right after the last update (the state's
+    outputs) and holds nothing now: the API server drops what the program sent there
+    (an empty map, like the `data` of a Secret for an empty env), and nobody removed
+    anything since. The engine still names it, comparing with what was sent."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return False
+    return _find(old, path) is _MISSING and _find(new, path) is _MISSING
 
 
 # --- one object ----------------------------------------------------------------------------
@@ -270,7 +291,7 @@ def object_drift(
     name = _name_of(old, new) or resource_name
     if op == "delete":
         return DriftedObject(kind=kind, name=name, change="deleted")
-    managed = {p for p in map(parse, engine_paths) if not cluster_filled(kind, p)}
+    managed = {p for p in map(parse, engine_paths) if not (cluster_filled(kind, p) or never_held(p, old, new))}
     extra: set[Path] = set()
     if isinstance(old, dict) and isinstance(new, dict):
         for leaf, reported in changed_leaves(old, new):

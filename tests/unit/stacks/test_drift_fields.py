@@ -279,6 +279,19 @@ def test_a_secret_names_its_changed_keys_never_their_values() -> None:
     assert found is not None and found.fields == ["data.PASSWORD"]
 
 
+def test_what_the_api_server_never_stored_is_no_drift() -> None:
+    # An empty env: the program sends `data: {}`, the API server keeps no `data` at all,
+    # and the engine names `data` every time. Nothing changed since the last update.
+    sent = {"metadata": {"name": "web-env"}, "__inputs": {"data": _secret()}}
+    assert object_drift(SECRET, "web-env", "update", ["data"], sent, copy.deepcopy(sent)) is None
+    # A key that was there after the last update and is gone now is drift.
+    held = {"metadata": {"name": "web-env"}, "data": _secret()}
+    found = object_drift(SECRET, "web-env", "update", ["data.PASSWORD"], held, {"metadata": {"name": "web-env"}})
+    assert found is not None and found.fields == ["data.PASSWORD"]
+    removed = object_drift(DEPLOYMENT, "web", "update", ["metadata.labels.app"], live(), live(metadata__labels={}))
+    assert removed is not None and removed.fields == ["metadata.labels.app"]
+
+
 def test_very_many_fields_are_capped_and_counted() -> None:
     old = {"metadata": {"name": "x"}, "data": {f"K{i:03}": "a" for i in range(MAX_FIELDS + 7)}}
     new = {"metadata": {"name": "x"}, "data": {f"K{i:03}": "b" for i in range(MAX_FIELDS + 7)}}
