@@ -76,7 +76,8 @@ def status(name: str, s: wire.Status) -> str:
             ("ready", "yes" if s.deploymentReady else "no"),
             ("url", _urls(s.ingresses) if s.ingresses else None),
             ("message", s.statusMessage or None),
-            ("drift", drift_summary(s.drift) if s.drift is not None else None),
+            # Once there is something to say: `shipstack drift NAME` tells the rest.
+            ("drift", drift_summary(s.drift) if s.drift is not None and s.drift.checkedAt else None),
         ]
     )
 
