@@ -10,15 +10,18 @@ The last check also shows in `GET /api/deployments/status` and the list (`drift`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 from litestar import Request, Response, get, post, put
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
+from sqlalchemy.orm import Session
 
 from api.auth.guards import CurrentPrincipal, require_scope
-from api.auth.principal import READ, WRITE
+from api.auth.principal import READ, WRITE, Principal
 from api.deployments.routes import accepted, errors, run_write
 from api.deployments.schemas import Accepted
 from api.drift import service
@@ -62,36 +65,41 @@ async def put_drift(
     )  # fmt: skip
 
 
-@post("/api/deployments/{name:str}/drift-check", guards=[require_scope(WRITE)], status_code=200,
-      sync_to_thread=True, responses={**accepted(200), **errors(404, 409)})  # fmt: skip
-def drift_check(
-    request: Request[Any, Any, Any],
-    principal: CurrentPrincipal,
-    database: AppDatabase,
-    runner: AppRunner,
-    name: FromPath[str],
-) -> Response[Accepted]:
-    """Compare every object of the deployment in the cluster with the stack's state
-    (Pulumi's refresh, previewed: nothing changes). Queued behind any running
-    operation; the result lands in `GET /api/deployments/{name}/drift`."""
-    return run_write(request, principal, database, runner, {"name": name},
-                     lambda db: service.check(db, principal, name))  # fmt: skip
+QueuedAction = Callable[[Session, Principal, str], tuple[int, Accepted]]
 
 
-@post("/api/deployments/{name:str}/reconcile", guards=[require_scope(WRITE)], status_code=200,
-      sync_to_thread=True, responses={**accepted(200), **errors(404, 409)})  # fmt: skip
-def reconcile(
-    request: Request[Any, Any, Any],
-    principal: CurrentPrincipal,
-    database: AppDatabase,
-    runner: AppRunner,
-    name: FromPath[str],
-) -> Response[Accepted]:
-    """Apply the current spec again after reading every object back from the cluster,
-    so edits made behind the service's back are undone and deleted objects come back;
-    a new revision whose message starts "reconcile:"."""
-    return run_write(request, principal, database, runner, {"name": name},
-                     lambda db: service.reconcile(db, principal, name))  # fmt: skip
+def _queued(path: str, action: QueuedAction, title: str, description: str) -> HTTPRouteHandler:
+    """A POST that queues one operation on the deployment, with no body: a check or a reconcile."""
+
+    def handler(
+        request: Request[Any, Any, Any],
+        principal: CurrentPrincipal,
+        database: AppDatabase,
+        runner: AppRunner,
+        name: FromPath[str],
+    ) -> Response[Accepted]:
+        return run_write(request, principal, database, runner, {"name": name}, lambda db: action(db, principal, name))
+
+    handler.__name__ = handler.__qualname__ = title.lower().replace(" ", "_")  # the OpenAPI operationId
+    return post(path, guards=[require_scope(WRITE)], status_code=200, sync_to_thread=True, summary=title,
+                description=description, responses={**accepted(200), **errors(404, 409)})(handler)  # fmt: skip
+
+
+drift_check = _queued(
+    "/api/deployments/{name:str}/drift-check",
+    service.check,
+    "Drift check",
+    "Compare every object of the deployment in the cluster with the stack's state (Pulumi's refresh, "
+    "previewed: nothing changes). Queued behind any running operation; the result lands in "
+    "`GET /api/deployments/{name}/drift` and the status.",
+)
+reconcile = _queued(
+    "/api/deployments/{name:str}/reconcile",
+    service.reconcile,
+    "Reconcile",
+    "Apply the current spec again after reading every object back from the cluster, so edits made behind "
+    'the service\'s back are undone and deleted objects come back: a new revision whose message starts "reconcile:".',
+)
 
 
 ROUTES = [get_drift, put_drift, drift_check, reconcile]

@@ -2,7 +2,8 @@
 API: objects edited or deleted with the Kubernetes client behind the service's back
 are reported (object and field, never a value) and reconcile puts them back as a
 revision; an untouched deployment reports nothing, check after check; the policy
-"reconcile" does it by itself; a scheduled check leaves a busy deployment alone."""
+"reconcile" does it by itself; a scheduled check leaves a busy deployment alone; a
+check that fails says so without marking the deployment in error."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from sqlalchemy import select
 
 from api.http.context import context_of
 from persistence.base import utcnow
+from persistence.models import Deployment, User
 from scheduler.drift import BUSY
 from tests.integration.conftest import Service
 
@@ -192,3 +195,17 @@ def test_a_scheduled_check_skips_a_deployment_with_an_operation_running(service:
     assert checks[busy][0]["message"] == "drift check: no drift"
     shown = api.call("GET", f"/api/deployments/{busy}/drift")
     assert shown["skipReason"] is None and shown["drift"]["drifted"] is False
+
+
+def test_a_failed_check_is_recorded_and_leaves_the_deployment_as_it_was(service: Service) -> None:
+    api = Api(service)
+    with context_of(service.client.app.state).db.writes() as db, db.begin():
+        owner = db.scalar(select(User.id).where(User.name == "tester"))
+        db.add(Deployment(name="no-stack", owner_user_id=owner, template="nginx", status="Ready"))
+    op_id = api.call("POST", "/api/deployments/no-stack/drift-check")["operationId"]
+    op = service.wait_operation(op_id)
+    assert op["status"] == "failed" and "has no stack yet" in op["error"]
+    shown = api.call("GET", "/api/deployments/no-stack/drift")["drift"]
+    assert shown["drifted"] is None and "has no stack yet" in shown["error"] and shown["operationId"] == op_id
+    status = api.call("GET", "/api/deployments/status?name=no-stack")
+    assert status["status"] == "Ready" and status["drift"] == shown
