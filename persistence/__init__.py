@@ -8,5 +8,6 @@ keys            API key rows (prefix + hash)
 login_sessions  browser sessions
 billing         billing events, deployment counts for tier limits
 operations      the operation queue (owned by the operation runner)
+drift           the last drift check per deployment, and the drift schedule's memory
 migrations/     Alembic; `alembic.ini` at the repository root
 """

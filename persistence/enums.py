@@ -30,6 +30,11 @@ class OperationKind(StrEnum):
     DELETE = "delete"
     AUTO_UPDATE = "auto-update"
     AUTO_UPDATE_SETTINGS = "auto-update-settings"
+    # Compares the cluster with the stack's state (a refresh preview); changes nothing.
+    DRIFT_CHECK = "drift-check"
+    # Applies the current spec again after a refresh, as a revision.
+    RECONCILE = "reconcile"
+    DRIFT_SETTINGS = "drift-settings"
 
 
 ACTIVE = (OperationStatus.QUEUED, OperationStatus.RUNNING)

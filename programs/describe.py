@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from programs.spec import AutoUpdate, DeploymentSpec
+from programs.spec import AutoUpdate, DeploymentSpec, DriftSettings
 
 _MAX_LISTED_KEYS = 10
 
@@ -48,6 +48,7 @@ _FIELDS = (
     "replicas",
     "strategy",
     "auto_update",
+    "drift",
     "base_domain",
     "ingress_controller",
     "tenancy",
@@ -72,6 +73,8 @@ def _describe_field(field: str, old: DeploymentSpec, new: DeploymentSpec) -> str
         return f"config: {describe_env_change(before, after)}"
     if field == "auto_update":
         return _describe_auto_update(before, after, new.strategy)
+    if field == "drift":
+        return _describe_drift(before, after)
     if field == "ingress_controller":
         return f"ingress controller {'on' if after else 'off'}"
     if field == "tenancy":
@@ -107,3 +110,13 @@ def _describe_auto_update(old: AutoUpdate, new: AutoUpdate, strategy: str) -> st
         (new.prerelease != old.prerelease, f"prereleases {'included' if new.prerelease else 'excluded'}"),
     )
     return "auto-update " + ", ".join(text for changed, text in candidates if changed)
+
+
+def _describe_drift(old: DriftSettings, new: DriftSettings) -> str:
+    """'drift policy report -> reconcile, interval default -> 600'."""
+    parts = []
+    if new.policy != old.policy:
+        parts.append(f"policy {old.policy} -> {new.policy}")
+    if new.interval_s != old.interval_s:
+        parts.append(f"interval {_or_default(old.interval_s)} -> {_or_default(new.interval_s)}")
+    return "drift " + ", ".join(parts)

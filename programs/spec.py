@@ -30,10 +30,12 @@ PROGRAM_VERSION = 2
 Visibility = Literal["public", "internal"]
 Strategy = Literal["rolling", "recreate"]
 UpdatePolicy = Literal["digest", "patch", "minor", "major"]
+DriftPolicy = Literal["report", "reconcile"]
 
 VISIBILITIES: tuple[str, ...] = get_args(Visibility)
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 UPDATE_POLICIES: tuple[str, ...] = get_args(UpdatePolicy)
+DRIFT_POLICIES: tuple[str, ...] = get_args(DriftPolicy)
 
 NAMESPACE_PREFIX = "sd-"
 
@@ -54,6 +56,7 @@ KEY_RESTART_STAMP = "shipstack:restartStamp"
 KEY_BASE_DOMAIN = "shipstack:baseDomain"
 KEY_INGRESS_CONTROLLER = "shipstack:ingressController"
 KEY_TENANCY = "shipstack:tenancy"
+KEY_DRIFT = "shipstack:drift"
 KEY_PROGRAM_VERSION = "shipstack:programVersion"
 
 # Keys the program reads that are NOT part of the spec: they describe where the stack
@@ -77,6 +80,7 @@ SPEC_CONFIG_KEYS: tuple[str, ...] = (
     KEY_BASE_DOMAIN,
     KEY_INGRESS_CONTROLLER,
     KEY_TENANCY,
+    KEY_DRIFT,
     KEY_PROGRAM_VERSION,
 )
 SECRET_CONFIG_KEYS: frozenset[str] = frozenset({KEY_ENV, KEY_KUBECONFIG})
@@ -95,6 +99,20 @@ class AutoUpdate(msgspec.Struct, frozen=True, kw_only=True):
     exclude: str | None = None
     interval_s: int | None = None
     prerelease: bool = False
+
+
+class DriftSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the service watches the cluster for edits made behind its back.
+
+    `policy` "report" records what drifted; "reconcile" also applies the spec again
+    after a check finds drift. `interval_s` None follows the service's
+    SHIPSTACK_DRIFT_INTERVAL, 0 never checks this deployment on a schedule. Nothing
+    here changes what the program renders: it lives in the spec so that its
+    changes are revisions like every other setting.
+    """
+
+    policy: DriftPolicy = "report"
+    interval_s: int | None = None
 
 
 class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,6 +137,7 @@ class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
     # Set by the operator, not the user: what confines the namespace (network policy,
     # quota, container sizes). Placement, like base_domain: see `with_placement`.
     tenancy: Tenancy = msgspec.field(default_factory=Tenancy)
+    drift: DriftSettings = msgspec.field(default_factory=DriftSettings)
     program_version: int = PROGRAM_VERSION
 
     def __repr__(self) -> str:
@@ -137,6 +156,17 @@ class DeploymentSpec(msgspec.Struct, frozen=True, kw_only=True):
                 yield "env_keys", sorted(self.env)
             else:
                 yield field, getattr(self, field)
+
+
+def drift_settings_of(raw: str | None) -> DriftSettings:
+    """`shipstack:drift` as stored; missing (a stack older than drift detection) or
+    unreadable means the defaults: a check is never refused over its own settings."""
+    if not raw:
+        return DriftSettings()
+    try:
+        return msgspec.json.decode(raw, type=DriftSettings)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return DriftSettings()
 
 
 def namespace_for(name: str) -> str:
@@ -188,6 +218,7 @@ def spec_to_config(spec: DeploymentSpec) -> dict[str, tuple[str, bool]]:
         KEY_BASE_DOMAIN: (spec.base_domain, False),
         KEY_INGRESS_CONTROLLER: ("true" if spec.ingress_controller else "false", False),
         KEY_TENANCY: (_json(spec.tenancy), False),
+        KEY_DRIFT: (_json(spec.drift), False),
         KEY_PROGRAM_VERSION: (str(spec.program_version), False),
     }
 
@@ -257,7 +288,11 @@ def config_to_spec(config: Mapping[str, str]) -> DeploymentSpec:
         except msgspec.DecodeError:
             # Deliberately without the decoder's message: it may quote a secret value.
             raise SpecConfigError(f"config key {KEY_ENV} is not a JSON object of strings") from None
-    for field, key, kind in (("auto_update", KEY_AUTO_UPDATE, AutoUpdate), ("tenancy", KEY_TENANCY, Tenancy)):
+    for field, key, kind in (
+        ("auto_update", KEY_AUTO_UPDATE, AutoUpdate),
+        ("tenancy", KEY_TENANCY, Tenancy),
+        ("drift", KEY_DRIFT, DriftSettings),
+    ):
         text = _optional(config, key)
         if text is not None:
             try:

@@ -17,12 +17,14 @@ from programs.images import validate_image
 from programs.names import DNS1123_LABEL, validate_name
 from programs.quoting import show
 from programs.spec import (
+    DRIFT_POLICIES,
     PROGRAM_VERSION,
     STRATEGIES,
     UPDATE_POLICIES,
     VISIBILITIES,
     AutoUpdate,
     DeploymentSpec,
+    DriftSettings,
 )
 from programs.tag_filter import FilterError, compile_filter
 from programs.tenancy import validate_tenancy
@@ -39,6 +41,10 @@ MIN_REPLICAS = 1  # 0 would leave the Service without endpoints and its await wo
 MAX_REPLICAS = 20
 MIN_AUTO_UPDATE_INTERVAL_S = 60
 MAX_AUTO_UPDATE_INTERVAL_S = 7 * 24 * 3600
+# A drift check costs a pulumi process and a read of every object; a minute apart is
+# the most one deployment may ask for (0: never on a schedule).
+MIN_DRIFT_INTERVAL_S = 60
+MAX_DRIFT_INTERVAL_S = 30 * 24 * 3600
 MAX_FILTER_LENGTH = 256
 MAX_RESTART_STAMP_LENGTH = 64
 
@@ -152,6 +158,24 @@ def validate_auto_update(auto: AutoUpdate) -> list[str]:
     return errors
 
 
+def validate_drift(drift: DriftSettings) -> list[str]:
+    """Policy report|reconcile; the interval (when given) is 0 or a minute to 30 days."""
+    errors: list[str] = []
+    if drift.policy not in DRIFT_POLICIES:
+        errors.append(f"drift policy must be one of {', '.join(DRIFT_POLICIES)}")
+    interval = drift.interval_s
+    if interval is not None and (
+        isinstance(interval, bool)
+        or not isinstance(interval, int)
+        or (interval != 0 and not MIN_DRIFT_INTERVAL_S <= interval <= MAX_DRIFT_INTERVAL_S)
+    ):
+        errors.append(
+            f"drift interval must be 0 (never on a schedule) or between {MIN_DRIFT_INTERVAL_S} and "
+            f"{MAX_DRIFT_INTERVAL_S} seconds"
+        )
+    return errors
+
+
 def check_program_version(spec: DeploymentSpec) -> str | None:
     """An error when `spec` was written by a newer program than this one.
 
@@ -187,5 +211,6 @@ def validate_spec(spec: DeploymentSpec) -> list[str]:
         errors.append(f"strategy must be one of {', '.join(STRATEGIES)}")
     errors.extend(validate_env(spec.env))
     errors.extend(validate_auto_update(spec.auto_update))
+    errors.extend(validate_drift(spec.drift))
     errors.extend(validate_tenancy(spec.tenancy))
     return errors

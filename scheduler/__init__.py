@@ -17,6 +17,7 @@ Modules, each small and with one reason to change:
 - `jobs`      APScheduler (persistent job store) behind that lease; settings
 - `store`     the scheduler's tables: lease, repository memory, decisions, bad digests
 - `failures`  what the runner calls when an auto-update's rollout fails
+- `drift`     scheduled drift checks: which deployments are due, their checks queued
 
 Why it is built this way: one tag list per
 repository per poll however many deployments share it; tokens cached per scope

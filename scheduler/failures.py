@@ -52,9 +52,7 @@ def record_failed_update(
         store.save_status(session, status)
 
 
-def previous_revision(
-    session: Session, deployment_name: str, failed_image: str | None = None
-) -> int | None:
+def previous_revision(session: Session, deployment_name: str, failed_image: str | None = None) -> int | None:
     """The newest successful revision that did not run `failed_image`: what to roll
     back to after a failed auto-update. A failed `up` is recorded as failed, but one
     whose resources were created before the wait gave up may not be, hence the image

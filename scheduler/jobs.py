@@ -11,6 +11,10 @@ The job fires every `tick` seconds (the global interval, at most 60 s so that
 per-deployment intervals down to a minute are honoured); each run polls only the
 deployments whose own interval has passed (scheduler/poll.py).
 
+The same leader runs the drift job (scheduler/drift.py) every few seconds when
+`SHIPSTACK_DRIFT_INTERVAL` is not 0: it queues the drift checks that are due, a few
+at a time. Two executor threads, so a long registry poll never holds it up.
+
 Its settings are the `scheduler` and `registry` sections of `stacks.settings.Settings`.
 """
 
@@ -32,6 +36,7 @@ from sqlalchemy import Engine
 
 from persistence.base import utcnow
 from persistence.db import SQLITE_BEGIN_OPTION, session_factory
+from scheduler.drift import DriftScheduler, DriftTick
 from scheduler.leader import LeaderLease
 from scheduler.poll import Poller, PollReport
 from scheduler.registry import ClientOptions, RegistryClient
@@ -39,6 +44,7 @@ from stacks.settings import SchedulerSettings, Settings
 
 log = logging.getLogger("shipstack.scheduler")
 JOB_ID = "shipstack-auto-update-poll"
+DRIFT_JOB_ID = "shipstack-drift-checks"
 JOB_TABLE = "apscheduler_jobs"
 
 
@@ -57,6 +63,14 @@ def run_poll_job(holder: str) -> None:
         log.warning("poll job for %s, which is not running in this process; skipped", holder)
         return
     instance.run_scheduled_poll()
+
+
+def run_drift_job(holder: str) -> None:
+    """The scheduled drift tick; like `run_poll_job`, a no-op for a holder that is gone."""
+    with _INSTANCES_LOCK:
+        instance = _INSTANCES.get(holder)
+    if instance is not None:
+        instance.run_scheduled_drift()
 
 
 class AutoUpdateScheduler:
@@ -88,11 +102,14 @@ class AutoUpdateScheduler:
             max_workers=self.config.max_workers,
             notify=notify,
         )
+        self.drift = DriftScheduler(settings, session_factory(engine, immediate=True), lease=self.lease, notify=notify)
         self.last_report: PollReport | None = None
+        self.last_drift: DriftTick | None = None
         self._aps: BackgroundScheduler | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll_lock = threading.Lock()
+        self._drift_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -151,7 +168,7 @@ class AutoUpdateScheduler:
         engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
-            executors={"default": APThreadPool(1)},
+            executors={"default": APThreadPool(2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
@@ -172,6 +189,17 @@ class AutoUpdateScheduler:
             replace_existing=True,
             next_run_time=next_run,
         )
+        if self.config.drift_interval_s > 0:
+            aps.add_job(
+                run_drift_job,
+                trigger=IntervalTrigger(seconds=self.config.drift_tick_s, timezone="UTC"),
+                id=DRIFT_JOB_ID,
+                name="queue the drift checks that are due",
+                kwargs={"holder": self.holder},
+                replace_existing=True,
+            )
+        elif aps.get_job(DRIFT_JOB_ID) is not None:  # turned off since a previous leader stored it
+            aps.remove_job(DRIFT_JOB_ID)
         aps.resume()
         log.info("auto-update scheduler active in %s (tick %.0f s, first poll %s)", self.holder, tick, next_run)
 
@@ -206,3 +234,25 @@ class AutoUpdateScheduler:
                 report.due, report.repositories, report.requests, len(report.updates), report.errors, report.wall_s,
             )  # fmt: skip
         return report
+
+    # --- drift checks ------------------------------------------------------------
+
+    def run_scheduled_drift(self) -> None:
+        if self._aps is None:
+            return
+        try:
+            self.drift_now()
+        except Exception:
+            log.exception("scheduling drift checks failed")
+
+    def drift_now(self) -> DriftTick:
+        """One drift tick now (serialised with the scheduled one)."""
+        with self._drift_lock:
+            if not self.lease.try_acquire():  # another process leads: it schedules
+                return DriftTick(started_at=utcnow(), fenced_out=True)
+            tick = self.drift.tick()
+        self.last_drift = tick
+        if tick.queued:
+            log.info("drift checks queued: %s (%d due, %d waiting for a slot)", ", ".join(tick.queued), tick.due,
+                     tick.waiting)  # fmt: skip
+        return tick

@@ -32,7 +32,8 @@ PLAIN_KEYS = (KEY_IMAGE, KEY_STRATEGY, KEY_AUTO_UPDATE, KEY_TEMPLATE)
 class ConfigCache:
     """Plain (non-secret) config values per stack, parsed again only when its text changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: tuple[str, ...] = PLAIN_KEYS) -> None:
+        self.keys = keys
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[str, dict[str, str]]] = {}
 
@@ -43,7 +44,7 @@ class ConfigCache:
             entry = self._entries.get(name)
         if entry is not None and entry[0] == text:
             return entry[1]
-        values = stackconfig.read_plain(text, PLAIN_KEYS)
+        values = stackconfig.read_plain(text, self.keys)
         with self._lock:
             self._entries[name] = (text, values)
         return values

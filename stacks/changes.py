@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from programs.spec import AutoUpdate, DeploymentSpec
+from programs.spec import AutoUpdate, DeploymentSpec, DriftSettings
 from programs.templates import Template, keep_generated_env
 from programs.tenancy import Tenancy
 
@@ -24,6 +24,7 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     visibility: str | None = None
     strategy: str | None = None
     auto_update: AutoUpdate | None = None
+    drift: DriftSettings | None = None
     restart_stamp: str | None = None
     rollback_version: int | None = None
 
@@ -36,7 +37,7 @@ def apply_change(current: DeploymentSpec, change: Change, template: Template | N
     """
     updates = {
         field: getattr(change, field)
-        for field in ("env", "image", "visibility", "strategy", "auto_update", "restart_stamp")
+        for field in ("env", "image", "visibility", "strategy", "auto_update", "drift", "restart_stamp")
         if getattr(change, field) is not None
     }
     if change.env is not None and template is not None:

@@ -126,9 +126,12 @@ def apply(
     *,
     config: str,
     create: bool = False,
+    refresh: bool = False,
 ) -> ApplyResult:
     """Runs `up` for `spec` with `config`, its stack config file (`render_config`);
-    `create` makes the stack first when it does not exist."""
+    `create` makes the stack first when it does not exist; `refresh` first reads every
+    object back from the cluster, so `up` also undoes edits made behind the stack's
+    back (a reconcile)."""
     ownership.check_namespace(settings.engine.kubeconfig, spec.name)
     stack = _stack(settings, spec.name)
     if create:
@@ -138,7 +141,7 @@ def apply(
     collector = Collector(on_event)
     with config_file(spec.name, text) as path:
         try:
-            stack.up_once(collector, message=message, config_file=path, color="never")
+            stack.up_once(collector, message=message, config_file=path, color="never", refresh=refresh)
         except auto.errors.CommandError as exc:
             raise collector.error(exc) from exc
     changed = any(k != "same" and v for k, v in collector.changes.items())

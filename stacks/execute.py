@@ -31,7 +31,7 @@ from persistence.models import Deployment, Operation
 from programs.describe import describe_change
 from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
-from stacks import engine, sealing
+from stacks import drift_runs, engine, sealing
 from stacks.changes import Change, apply_change, with_placement
 from stacks.settings import Settings
 
@@ -75,10 +75,18 @@ class Executor:
         try:
             row = self._row(leader)
             config = row.stack_config if row is not None else None
-            if payloads[0].get("recover"):
+            # A drift check holds no lock and leaves nothing pending; and recovery's
+            # refresh would accept into the state the very drift it is to find.
+            if payloads[0].get("recover") and leader.kind != OperationKind.DRIFT_CHECK:
                 engine.recover(self.settings, leader.deployment_name, config)
             if leader.kind == OperationKind.DELETE:
                 self._delete(leader, token, config, progress)
+            elif leader.kind == OperationKind.DRIFT_CHECK:
+                message, result = drift_runs.check(self.settings, self.sessions, leader, config, progress.on_event)
+                with self.sessions() as s, s.begin():
+                    if not ops.finish(s, leader.id, token, ok=True, message=message, result=result,
+                                      progress=progress.items):  # fmt: skip
+                        raise ClaimLost(leader.id)
             else:
                 self._apply(batch, payloads, token, row, progress)
         except ClaimLost:
@@ -106,8 +114,15 @@ class Executor:
         if row is None:
             raise engine.EngineError(f"deployment {leader.deployment_name} no longer exists")
         create = leader.kind == OperationKind.CREATE
+        reconcile = leader.kind == OperationKind.RECONCILE
         current = None if create else engine.spec_of(row.stack_config, self.settings.engine.passphrase)
-        plan = self.plan(batch, payloads, current, row.id)
+        if reconcile:
+            if current is None:
+                raise engine.EngineError(f"deployment {leader.deployment_name} has no configuration yet")
+            message = drift_runs.reconcile_message(self.sessions, row.id)
+            plan = Plan(target=self._placed(current), message=message, notes={})
+        else:
+            plan = self.plan(batch, payloads, current, row.id)
         if plan.target is None:
             self._finish_unchanged(batch, token, plan, progress)
             return
@@ -116,8 +131,9 @@ class Executor:
         update = _Update(deployment_id=row.id, message=plan.message, config=config, operation_id=leader.id)
         try:
             applied = engine.apply(
-                self.settings, plan.target, plan.message, progress.on_event, config=config, create=create
-            )
+                self.settings, plan.target, plan.message, progress.on_event, config=config, create=create,
+                refresh=reconcile,
+            )  # fmt: skip
         except engine.EngineError as exc:
             raise _UpdateFailed(update, exc) from exc
         with self.sessions() as s, s.begin():
@@ -135,6 +151,11 @@ class Executor:
                     dep.status = DeploymentStatus.READY
                     dep.status_message = None
                     dep.last_error = None
+        if reconcile:  # what is left after it, on the record
+            try:
+                drift_runs.recorded_check(self.settings, self.sessions, leader, config, None)
+            except Exception:  # the reconcile itself succeeded; the record says the check failed
+                log.warning("the drift check after reconciling %s failed", leader.deployment_name, exc_info=True)
 
     def plan(
         self, batch: list[Operation], payloads: list[dict[str, Any]], current: DeploymentSpec | None, row_id: int
@@ -245,7 +266,8 @@ class Executor:
             if update is not None:  # the update ran and failed: a revision of its own
                 update.record(s, "failed", {})
             dep = s.get(Deployment, leader.deployment_id) if leader.deployment_id is not None else None
-            if dep is not None:
+            # A failed drift check says nothing about the deployment itself (its result keeps the error).
+            if dep is not None and leader.kind != OperationKind.DRIFT_CHECK:
                 dep.last_error = error
                 # A failed delete stays Deleting, so it is retried; a delete accepted
                 # while an update failed is not overridden either.

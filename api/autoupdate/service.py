@@ -123,14 +123,11 @@ def check(body: AutoUpdatePut, auto: AutoUpdate | None = None) -> None:
         raise invalid(errors)
 
 
-def update(
-    db: Session, principal: Principal, body: AutoUpdatePut, stack: StackSettings
-) -> tuple[int, AutoUpdateAccepted]:
-    """Queues the change of settings; `stack` is read before the write transaction
-    (on SQLite that transaction holds the write lock)."""
+def update(db: Session, principal: Principal, body: AutoUpdatePut) -> tuple[int, AutoUpdateAccepted]:
+    """Queues the change of settings."""
     name = body.deployment_name
     row = managed(db, principal, name)
-    current, strategy = _effective(db, stack, name)
+    current, strategy = _effective(db, row)
     auto = merge(current, body)
     check(body, auto)
     new_strategy = strategy if body.strategy is UNSET else str(body.strategy)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from api.cli import account, auto_update, configure, deploy, logs
+from api.cli import account, auto_update, configure, deploy, drift, logs
 from api.cli.context import Context
 from api.cli.errors import EXIT_USAGE, CliError
 from api.cli.parser import ADMIN_COMMANDS, build_parser
@@ -42,6 +42,8 @@ COMMANDS: dict[str, Command] = {
     "history": configure.history,
     "rollback": configure.rollback,
     "auto-update": auto_update.auto_update,
+    "drift": drift.drift,
+    "reconcile": drift.reconcile,
 }
 
 EXIT_INTERRUPTED = 130

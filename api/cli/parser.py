@@ -20,6 +20,7 @@ ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 VISIBILITIES = ("public", "internal")
 STRATEGIES = ("rolling", "recreate")
 POLICIES = ("digest", "patch", "minor", "major")
+DRIFT_POLICIES = ("report", "reconcile")
 
 ADMIN_COMMANDS = {
     "bootstrap": "admin, on the database: create the first admin and its API key",
@@ -176,6 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", metavar="REGEX", help="never tags matching ('' clears)")
     p.add_argument("--interval", type=positive_int, metavar="S", help="seconds between polls (0: the default)")
     p.add_argument("--prerelease", action=argparse.BooleanOptionalAction, help="consider pre-release tags")
+
+    p = _command(sub, "drift", "show what differs between the cluster and the deployment, or check now", write)
+    p.add_argument("name")
+    p.add_argument("--check", action="store_true", help="run a drift check now (queued) and wait for it")
+    p.add_argument("--policy", choices=DRIFT_POLICIES, help="report drift, or also reconcile it automatically")
+    every = p.add_mutually_exclusive_group()
+    every.add_argument("--interval", type=positive_int, metavar="S", help="seconds between scheduled checks (0: never)")
+    every.add_argument("--default-interval", action="store_true", help="follow the service's interval again")
+    p = _command(sub, "reconcile", "apply the spec again over edits made in the cluster, as a revision", write)
+    p.add_argument("name")
 
     p = _command(sub, "rm", "delete a deployment", write)
     p.add_argument("name")

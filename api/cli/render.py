@@ -76,8 +76,63 @@ def status(name: str, s: wire.Status) -> str:
             ("ready", "yes" if s.deploymentReady else "no"),
             ("url", _urls(s.ingresses) if s.ingresses else None),
             ("message", s.statusMessage or None),
+            # Once there is something to say: `shipstack drift NAME` tells the rest.
+            ("drift", drift_summary(s.drift) if s.drift is not None and s.drift.checkedAt else None),
         ]
     )
+
+
+def _when(iso: str) -> str:
+    return iso[:19].replace("T", " ") + " UTC"
+
+
+def drift_summary(d: wire.Drift) -> str:
+    """One line: never checked, the check failed, none, or how many objects drifted."""
+    if d.checkedAt is None:
+        return "never checked"
+    if d.drifted is None:
+        return f"the check of {_when(d.checkedAt)} failed: {d.error or 'unknown error'}"
+    if not d.drifted:
+        return f"none (checked {_when(d.checkedAt)})"
+    count = len(d.objects)
+    return f"{count} object{'s' if count != 1 else ''} drifted (checked {_when(d.checkedAt)})"
+
+
+def drift(s: wire.DriftStatus) -> str:
+    """The settings, the last check, and a table of what drifted; a field marked * was
+    set by someone else, and reconcile keeps it."""
+    if s.settings.intervalSeconds == 0:
+        every = "never on a schedule (its own setting)"
+    elif not s.effectiveIntervalSeconds:
+        every = "not on a schedule (the service's scheduled checks are off)"
+    else:
+        own = "" if s.settings.intervalSeconds is None else " (its own interval)"
+        every = f"every {s.effectiveIntervalSeconds} s{own}"
+    head = pairs(
+        [
+            ("name", s.name),
+            ("policy", s.settings.policy),
+            ("checks", every),
+            ("next check", _when(s.nextCheckAt) if s.nextCheckAt else None),
+            ("skipped", f"{s.skipReason} (since {_when(s.skippedAt)})" if s.skipReason and s.skippedAt else None),
+            ("drift", drift_summary(s.drift)),
+            ("reconcile", s.drift.reconcileOperationId and f"queued as operation {s.drift.reconcileOperationId}"),
+        ]
+    )
+    if not s.drift.objects:
+        return head
+
+    def fields(o: wire.DriftObject) -> str:
+        if o.change == "deleted":
+            return "-"
+        shown = [f + ("*" if f in o.unmanagedFields else "") for f in o.fields]
+        return ", ".join(shown) + (f" (+{o.fieldsOmitted} more)" if o.fieldsOmitted else "")
+
+    rows = [[o.kind, o.name, o.change, fields(o)] for o in s.drift.objects]
+    body = f"{head}\n\n{table(['KIND', 'NAME', 'CHANGE', 'FIELDS'], rows)}"
+    if any(o.unmanagedFields for o in s.drift.objects):
+        body += "\n\n* set by someone else, not by shipstack: reconcile keeps it (and stops reporting it)"
+    return body
 
 
 def config(data: dict[str, str]) -> str:

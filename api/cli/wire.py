@@ -72,6 +72,17 @@ class AutoUpdatePut(_Out):
     prerelease: bool | UnsetType = UNSET
 
 
+class Empty(_Out):
+    """The body of a write that takes none (`{}`)."""
+
+
+class DriftPut(_Out):
+    """UNSET fields keep their value; intervalSeconds null follows the service's."""
+
+    policy: str | UnsetType = UNSET
+    intervalSeconds: int | UnsetType | None = UNSET
+
+
 # --- responses ------------------------------------------------------------------
 
 
@@ -124,11 +135,47 @@ class DeploymentItem(msgspec.Struct, frozen=True):
     teamId: int | None = None
 
 
+class DriftObject(msgspec.Struct, frozen=True):
+    kind: str
+    name: str
+    change: str  # modified | deleted
+    fields: list[str] = []
+    unmanagedFields: list[str] = []
+    fieldsOmitted: int = 0
+
+
+class Drift(msgspec.Struct, frozen=True):
+    """The last drift check (in status, list items and the drift answer)."""
+
+    checkedAt: str | None = None
+    drifted: bool | None = None
+    objects: list[DriftObject] = []
+    error: str | None = None
+    operationId: str | None = None
+    reconcileOperationId: str | None = None
+
+
+class DriftSettings(msgspec.Struct, frozen=True):
+    policy: str
+    intervalSeconds: int | None = None
+
+
+class DriftStatus(msgspec.Struct, frozen=True):
+    name: str
+    settings: DriftSettings
+    effectiveIntervalSeconds: int = 0
+    nextCheckAt: str | None = None
+    skippedAt: str | None = None
+    skipReason: str | None = None
+    drift: Drift = Drift()
+
+
 class Status(msgspec.Struct, frozen=True):
     status: str
     deploymentReady: bool = False
     ingresses: list[Ingress] = []
     statusMessage: str | None = None
+    drift: Drift | None = None
 
 
 class Accepted(msgspec.Struct, frozen=True):

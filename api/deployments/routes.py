@@ -77,7 +77,7 @@ def accepted(status: int, body: type[Any] = Accepted) -> dict[int, ResponseSpec]
     }
 
 
-def _run_write(
+def run_write(
     request: Request[Any, Any, Any],
     principal: Principal,
     database: Database,
@@ -86,6 +86,8 @@ def _run_write(
     action: Action,
     team_id: int | None = None,
 ) -> Response[Any]:
+    """Runs a write's `action` with its Idempotency-Key (if any) and answers its JSON;
+    the write routes of other features (api/drift) answer through it too."""
     key = request.headers.get(HEADER)
     replay = None
     if key is not None:
@@ -207,7 +209,7 @@ def _create(
     def action(db: Session) -> tuple[int, msgspec.Struct]:
         return service.create(db, principal, team_id, data, settings)
 
-    return _run_write(request, principal, database, runner, data, action, team_id)
+    return run_write(request, principal, database, runner, data, action, team_id)
 
 
 @post("/api/deployments/delete", guards=WRITES, status_code=200,
@@ -236,7 +238,7 @@ async def delete_deployment(
         return service.delete(db, principal, name)
 
     body = {"deployment_name": name}
-    response = await anyio.to_thread.run_sync(lambda: _run_write(request, principal, database, runner, body, action))
+    response = await anyio.to_thread.run_sync(lambda: run_write(request, principal, database, runner, body, action))
     if is_form:
         return Redirect(path="/deployments", status_code=303)
     return response
@@ -252,7 +254,7 @@ def restart_deployment(
     data: JSONBody[NameRequest],
 ) -> Response[Accepted]:
     """Roll every pod of the deployment, as a revision."""
-    return _run_write(
+    return run_write(
         request, principal, database, runner, data, lambda db: service.restart(db, principal, data.deployment_name)
     )
 
@@ -269,7 +271,7 @@ def put_config(
 ) -> Response[Accepted]:
     """Replace the env vars (the template's generated secrets are kept)."""
     service.check_config(data.configData)
-    return _run_write(
+    return run_write(
         request, principal, database, runner, data,
         lambda db: service.update_config(db, principal, data.deployment_name, data.configData, settings),
     )  # fmt: skip
@@ -287,7 +289,7 @@ def rollback(
 ) -> Response[Accepted]:
     """Apply exactly the config revision N ran with, as a new revision."""
     service.check_rollback(data.version)
-    return _run_write(
+    return run_write(
         request, principal, database, runner, data, lambda db: service.rollback(db, principal, name, data.version)
     )
 

@@ -49,6 +49,30 @@ class IngressOut(msgspec.Struct, frozen=True):
     url: str
 
 
+class DriftObjectOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One object that differs from the stack's state: property paths, never values."""
+
+    kind: str  # Deployment, Service, Secret...
+    name: str
+    change: str  # modified | deleted
+    fields: list[str] = []  # e.g. "spec.replicas", "data.PASSWORD" (a Secret's key, never its value)
+    # Those of `fields` shipstack does not set (a label or env var someone added):
+    # reconcile keeps them and accepts them into the state.
+    unmanagedFields: list[str] = []
+    fieldsOmitted: int = 0
+
+
+class DriftOut(msgspec.Struct, frozen=True):
+    """The last drift check; checkedAt and drifted are null before the first one."""
+
+    checkedAt: datetime | None
+    drifted: bool | None  # null: never checked, or the last check failed (see error)
+    objects: list[DriftObjectOut]
+    error: str | None
+    operationId: str | None  # the check's operation
+    reconcileOperationId: str | None  # the reconcile it queued (policy "reconcile")
+
+
 class DeploymentItem(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     status: str
@@ -56,6 +80,7 @@ class DeploymentItem(msgspec.Struct, frozen=True, omit_defaults=True):
     visibility: str
     ingresses: list[IngressOut]
     canDelete: bool
+    drift: DriftOut
     lastError: str | None = None
     image: str | None = None
     teamId: int | None = None
@@ -91,6 +116,7 @@ class StatusResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     deploymentReady: bool
     allowDelete: bool
     allowRequest: bool
+    drift: DriftOut
     ingresses: list[IngressOut] = []
     statusMessage: str | None = None
 

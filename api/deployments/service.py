@@ -31,12 +31,15 @@ from api.deployments.schemas import (
     CreateResponse,
     DeployImageRequest,
     DeploymentItem,
+    DriftObjectOut,
+    DriftOut,
     IngressOut,
     StatusResponse,
 )
 from api.deployments.templates import template_or_invalid
 from api.deployments.tenancy import can_manage, get_visible_deployment
 from api.errors import Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited
+from persistence import drift as drift_store
 from persistence import operations as ops
 from persistence import revisions
 from persistence.billing import record_billing_event
@@ -69,7 +72,28 @@ def _ingresses(row: Deployment) -> list[IngressOut]:
     return [msgspec.convert(i, IngressOut) for i in row.ingresses or []]
 
 
-def item_of(principal: Principal, row: Deployment) -> DeploymentItem:
+def drift_out(row: drift_store.DriftStatus | None) -> DriftOut:
+    """The last drift check as the API shows it (all null before the first)."""
+    if row is None:
+        return DriftOut(None, None, [], None, None, None)
+    objects = [
+        DriftObjectOut(
+            kind=o["kind"], name=o["name"], change=o["change"], fields=o.get("fields", []),
+            unmanagedFields=o.get("unmanaged", []), fieldsOmitted=o.get("omitted", 0),
+        )
+        for o in row.objects or []
+    ]  # fmt: skip
+    return DriftOut(
+        checkedAt=row.checked_at,
+        drifted=row.drifted,
+        objects=objects,
+        error=row.error,
+        operationId=row.operation_id,
+        reconcileOperationId=row.reconcile_operation_id,
+    )
+
+
+def item_of(principal: Principal, row: Deployment, drift: drift_store.DriftStatus | None = None) -> DeploymentItem:
     return DeploymentItem(
         name=row.name,
         status=row.status,
@@ -80,15 +104,19 @@ def item_of(principal: Principal, row: Deployment) -> DeploymentItem:
         lastError=row.last_error if row.status == DeploymentStatus.ERROR else None,
         image=row.image,
         teamId=row.team_id,
+        drift=drift_out(drift),
     )
 
 
 def list_deployments(db: Session, principal: Principal, team_id: int | None) -> list[DeploymentItem]:
-    return [item_of(principal, r) for r in repo.visible_rows(db, principal, team_id)]
+    rows = repo.visible_rows(db, principal, team_id)
+    drift = drift_store.load(db, [r.id for r in rows])
+    return [item_of(principal, r, drift.get(r.id)) for r in rows]
 
 
 def get_item(db: Session, principal: Principal, name: str) -> DeploymentItem:
-    return item_of(principal, get_visible_deployment(db, principal, name))
+    row = get_visible_deployment(db, principal, name)
+    return item_of(principal, row, drift_store.get(db, row.id))
 
 
 def status(db: Session, principal: Principal, name: str) -> StatusResponse:
@@ -101,6 +129,7 @@ def status(db: Session, principal: Principal, name: str) -> StatusResponse:
         # A new deployment request is welcome when the last one failed; while an
         # operation is pending or running, or all is Ready, there is nothing to ask.
         allowRequest=row.status == DeploymentStatus.ERROR,
+        drift=drift_out(drift_store.get(db, row.id)),
         ingresses=_ingresses(row) if ready else [],
         statusMessage=row.last_error if row.status == DeploymentStatus.ERROR else row.status_message,
     )
@@ -309,6 +338,6 @@ def rollback(db: Session, principal: Principal, name: str, version: int) -> tupl
     if revisions.get(db, row.id, version) is None:
         latest = len(revisions.for_deployment(db, row.id))
         known = f"its revisions are 1 to {latest}" if latest else "it has no revisions yet"
-        raise invalid([f"deployment '{name}' has no revision {version}; {known}"])
+        raise NotFound(f"Deployment '{name}' has no revision {version}; {known}", "revision_not_found")
     change = Change(rollback_version=version)
     return 200, enqueue_change(db, row, OperationKind.ROLLBACK, change, f"rollback to revision {version}")

@@ -31,6 +31,7 @@ from api.auth.ratelimit import RateLimiter
 from api.auth.schemas import Health
 from api.autoupdate import routes as autoupdate_routes
 from api.deployments import routes as deployment_routes
+from api.drift import routes as drift_routes
 from api.http.context import STATE_KEY, AppContext, Database, context_of
 from api.http.dependencies import DEPENDENCIES
 from api.http.document import finish_document
@@ -91,6 +92,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     *deployment_routes.ROUTES,
     *operation_routes.ROUTES,
     *autoupdate_routes.ROUTES,
+    *drift_routes.ROUTES,
     *observe_routes.ROUTES,
     *pages.ROUTES,
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 
@@ -19,7 +20,11 @@ async def answer_options(request: Request[Any, Any, Any]) -> Response[None] | No
     """App-level `before_request`: the OPTIONS answer, or None for every other method."""
     if request.method != "OPTIONS":
         return None
-    methods = request.app.route_handler_method_map.get(request.scope.get("path_template", ""), {})
+    template = request.scope.get("path_template", "")
+    methods: set[str] = set()
+    for route in request.app.routes:  # the template has no converters ({name}); the map's keys do ({name:str})
+        if isinstance(route, HTTPRoute) and route.path_format == template:
+            methods |= set(route.methods)
     if not methods:
         return None
     return Response(None, status_code=HTTP_204_NO_CONTENT, headers={"Allow": ", ".join(sorted(methods))})

@@ -15,7 +15,7 @@ from persistence.base import Base
 from persistence.db import make_engine, normalize_url
 
 # Import for side effects: registers every table on Base.metadata for autogenerate.
-from persistence import models  # noqa: F401  # isort: skip
+from persistence import drift, models  # noqa: F401  # isort: skip
 
 config = context.config
 target_metadata = Base.metadata

@@ -48,6 +48,7 @@ RULES_BEYOND_THE_SCHEMA: dict[str, str] = {
     "POST /api/keys$": "a team needs a member",
     "GET /api/deployments/{name}/logs": "the service must be one of the deployment's (logs and logs/stream)",
     "GET /api/deployments/{name}/metrics$": "the service must be one of the deployment's",
+    "PUT /api/deployments/{name}/drift$": "a change must name policy, intervalSeconds or both",
 }
 SCHEMA_VALID_ANSWERS = ["2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 # What answers 503 here because the test has no cluster and no Pulumi state.

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from persistence.base import utcnow
 from persistence.db import make_engine, migrate, session_factory
-from scheduler.jobs import JOB_ID, AutoUpdateScheduler
+from scheduler.jobs import DRIFT_JOB_ID, JOB_ID, AutoUpdateScheduler
 from scheduler.leader import LeaderLease
 from stacks.settings import SchedulerSettings, Settings
 
@@ -110,19 +110,25 @@ def test_only_the_leader_runs_the_scheduled_poll(db_url: str, tmp_path: Path) ->
     migrate(db_url)
     eng = make_engine(db_url)
     settings = Settings.from_env({"SHIPSTACK_DATA": str(tmp_path / "data"), "SHIPSTACK_DATABASE_URL": db_url})
-    config = SchedulerSettings(poll_interval_s=0.3, lease_ttl_s=1.0)
+    config = SchedulerSettings(poll_interval_s=0.3, lease_ttl_s=1.0, drift_interval_s=0.3)
     first = AutoUpdateScheduler(settings, eng, config=config, holder="first")
     second = AutoUpdateScheduler(settings, eng, config=config, holder="second")
     runs: dict[str, int] = {"first": 0, "second": 0}
+    drift_ticks: dict[str, int] = {"first": 0, "second": 0}
 
     def counting(instance: AutoUpdateScheduler) -> None:
-        real = instance.poll_now
+        real, real_drift = instance.poll_now, instance.drift_now
 
         def poll_now(*, force: bool = False):  # type: ignore[no-untyped-def]
             runs[instance.holder] += 1
             return real(force=force)
 
+        def drift_now():  # type: ignore[no-untyped-def]
+            drift_ticks[instance.holder] += 1
+            return real_drift()
+
         instance.poll_now = poll_now  # type: ignore[method-assign]
+        instance.drift_now = drift_now  # type: ignore[method-assign]
 
     counting(first)
     counting(second)
@@ -134,9 +140,10 @@ def test_only_the_leader_runs_the_scheduled_poll(db_url: str, tmp_path: Path) ->
         assert first.is_leader and not second.is_leader
         assert runs["first"] >= 2
         assert runs["second"] == 0
+        assert drift_ticks["first"] >= 2 and drift_ticks["second"] == 0  # the drift job runs in the leader only
         with eng.connect() as conn:
             jobs = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs").scalars().all()
-        assert jobs == [JOB_ID]
+        assert sorted(jobs) == sorted([JOB_ID, DRIFT_JOB_ID])
 
         first.stop()  # releases the lease
         wait_for(lambda: second.is_leader, 5)
