@@ -35,12 +35,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
         yield reg
 
 
-@pytest.fixture(autouse=True)
-def allow_the_local_registry(registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service's scheduler reads its settings from the environment when it starts;
-    the SSRF guard refuses a loopback registry unless the operator allowlists it."""
-    for key, value in registry.client_env().items():
-        monkeypatch.setenv(key, value)
+@pytest.fixture
+def service(settings: Settings, database_url: str, registry: LocalRegistry) -> Iterator[Service]:
+    """The service, its registry settings allowing this loopback registry: the SSRF
+    guard refuses one unless the operator allowlists it."""
+    allowed = Settings.from_env(registry.client_env()).registry
+    with running_service(msgspec.structs.replace(settings.with_database(database_url), registry=allowed)) as svc:
+        yield svc
 
 
 def apps_api(service: Service) -> client.AppsV1Api:

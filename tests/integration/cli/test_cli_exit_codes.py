@@ -17,7 +17,8 @@ from tests.integration.conftest import add_user_with_key
 
 def test_exit_codes(settings: Settings, tmp_path: Path, cli: Cli) -> None:
     # A short rollout timeout, so the never-ready rollout fails in seconds, not minutes.
-    quick = msgspec.structs.replace(settings, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", rollout_timeout_s=20)
+    quick = settings.with_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    quick = msgspec.structs.replace(quick, engine=msgspec.structs.replace(quick.engine, rollout_timeout_s=20))
     with serve_over_http(quick) as svc:
         # 4: not logged in, a key the service refuses, a key that may only read.
         r = cli("ls")

@@ -203,7 +203,8 @@ def test_a_rollout_that_never_becomes_ready_ends_in_error(settings, tmp_path) ->
 
     from tests.integration.conftest import running_service
 
-    quick = msgspec.structs.replace(settings, database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", rollout_timeout_s=20)
+    quick = settings.with_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    quick = msgspec.structs.replace(quick, engine=msgspec.structs.replace(quick.engine, rollout_timeout_s=20))
     with running_service(quick) as svc:
         r = svc.client.post(
             "/api/deployments/deploy-image",
