@@ -167,6 +167,23 @@ def for_deployment(session: Session, deployment_name: str, limit: int = 50) -> l
     )
 
 
+def changes_since(session: Session, deployment_name: str, since: datetime) -> list[Operation]:
+    """Operations that changed the deployment (succeeded, with a Pulumi update: not
+    "no change"), finished at or after `since`, oldest first: a chart's revisions."""
+    rows = session.scalars(
+        select(Operation)
+        .where(
+            Operation.deployment_name == deployment_name,
+            Operation.status == OperationStatus.SUCCEEDED,
+            Operation.kind != OperationKind.DELETE,
+            Operation.finished_at >= since,
+        )
+        .order_by(Operation.finished_at)
+    )
+    # `result` is JSON, queried alike on both databases only from Python.
+    return [op for op in rows if (op.result or {}).get("changed") is True]
+
+
 def deployments_stuck_deleting(session: Session) -> list[Deployment]:
     """Deployments marked Deleting with no delete queued or running: a delete
     that failed or was lost halfway, to be retried."""

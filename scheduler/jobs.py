@@ -11,6 +11,10 @@ The job fires every `tick` seconds (the global interval, at most 60 s so that
 per-deployment intervals down to a minute are honoured); each run polls only the
 deployments whose own interval has passed (scheduler/poll.py).
 
+A second job samples the CPU and memory of Ready deployments every
+`metrics_interval_s` (scheduler/metrics_sampler.py). It runs on an executor of its
+own, so a long registry poll never delays a sample, and one instance at a time.
+
 Its settings are the `scheduler` and `registry` sections of `stacks.settings.Settings`.
 """
 
@@ -33,12 +37,15 @@ from sqlalchemy import Engine
 from persistence.base import utcnow
 from persistence.db import SQLITE_BEGIN_OPTION, session_factory
 from scheduler.leader import LeaderLease
+from scheduler.metrics_kube import KubeReader
+from scheduler.metrics_sampler import MetricsSampler, SampleReport
 from scheduler.poll import Poller, PollReport
 from scheduler.registry import ClientOptions, RegistryClient
 from stacks.settings import SchedulerSettings, Settings
 
 log = logging.getLogger("shipstack.scheduler")
 JOB_ID = "shipstack-auto-update-poll"
+METRICS_JOB_ID = "shipstack-metrics-sample"
 JOB_TABLE = "apscheduler_jobs"
 
 
@@ -57,6 +64,14 @@ def run_poll_job(holder: str) -> None:
         log.warning("poll job for %s, which is not running in this process; skipped", holder)
         return
     instance.run_scheduled_poll()
+
+
+def run_metrics_job(holder: str) -> None:
+    """The scheduled metrics sample; like `run_poll_job`, a no-op in a process that is gone."""
+    with _INSTANCES_LOCK:
+        instance = _INSTANCES.get(holder)
+    if instance is not None:
+        instance.run_scheduled_sample()
 
 
 class AutoUpdateScheduler:
@@ -88,7 +103,14 @@ class AutoUpdateScheduler:
             max_workers=self.config.max_workers,
             notify=notify,
         )
+        self.sampler = MetricsSampler(
+            session_factory(engine, immediate=True),
+            KubeReader(settings.engine.kubeconfig),
+            interval_s=self.config.metrics_interval_s or 60.0,
+            lease=self.lease,
+        )
         self.last_report: PollReport | None = None
+        self.last_sample: SampleReport | None = None
         self._aps: BackgroundScheduler | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,6 +139,7 @@ class AutoUpdateScheduler:
                 log.exception("releasing the scheduler lease failed")
         with _INSTANCES_LOCK:
             _INSTANCES.pop(self.holder, None)
+        self.sampler.close()
         if self._owns_client:
             self.client.close()
 
@@ -151,7 +174,7 @@ class AutoUpdateScheduler:
         engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
-            executors={"default": APThreadPool(1)},
+            executors={"default": APThreadPool(1), "metrics": APThreadPool(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
@@ -172,8 +195,26 @@ class AutoUpdateScheduler:
             replace_existing=True,
             next_run_time=next_run,
         )
+        self._schedule_metrics(aps)
         aps.resume()
         log.info("auto-update scheduler active in %s (tick %.0f s, first poll %s)", self.holder, tick, next_run)
+
+    def _schedule_metrics(self, aps: BackgroundScheduler) -> None:
+        every = self.config.metrics_interval_s
+        if every <= 0:  # sampling turned off: drop a job an earlier configuration stored
+            if aps.get_job(METRICS_JOB_ID) is not None:
+                aps.remove_job(METRICS_JOB_ID)
+            return
+        aps.add_job(
+            run_metrics_job,
+            trigger=IntervalTrigger(seconds=every, timezone="UTC"),
+            id=METRICS_JOB_ID,
+            name="sample the CPU and memory of Ready deployments",
+            kwargs={"holder": self.holder},
+            executor="metrics",
+            replace_existing=True,
+            next_run_time=utcnow() + timedelta(seconds=min(every, 5.0)),
+        )
 
     def _demote(self) -> None:
         aps, self._aps = self._aps, None
@@ -192,6 +233,23 @@ class AutoUpdateScheduler:
             self.poll_now()
         except Exception:
             log.exception("auto-update poll failed")
+
+    def run_scheduled_sample(self) -> None:
+        if self._aps is None:
+            return
+        try:
+            self.sample_now()
+        except Exception:
+            log.exception("metrics sample failed")
+
+    def sample_now(self) -> SampleReport:
+        """One metrics sample now; a sample still running makes this one return at once."""
+        if not self.lease.try_acquire():
+            return SampleReport(started_at=utcnow(), fenced_out=True)
+        report = self.sampler.run()
+        self.last_sample = report
+        log.debug("metrics sample: %s", report)
+        return report
 
     def poll_now(self, *, force: bool = False) -> PollReport:
         """One poll now (serialised with the scheduled one)."""

@@ -87,6 +87,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SHIPSTACK_POLL_INTERVAL", "300",
              "seconds between registry polls (a deployment may ask for its own interval)"),
     Variable("SHIPSTACK_SCHEDULER_LEASE", "30", "seconds the scheduler's leader lease lasts without renewal"),
+    Variable("SHIPSTACK_METRICS_INTERVAL", "60",
+             "seconds between samples of each Ready deployment's CPU and memory, kept for a day (`0`: no "
+             "sampling)"),
     Variable("SHIPSTACK_REGISTRY_AUTH", "",
              'registry credentials, JSON `{"host": {"username": "...", "password": "..."}}`'),
     Variable("SHIPSTACK_REGISTRY_INSECURE", "", "comma-separated registry hosts spoken to over plain http"),
@@ -159,6 +162,8 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_interval_s: float = 300.0
     lease_ttl_s: float = 30.0
     max_workers: int = 8
+    # Seconds between metrics samples (scheduler/metrics_sampler.py); 0 samples nothing.
+    metrics_interval_s: float = 60.0
 
     @property
     def tick_s(self) -> float:
@@ -228,6 +233,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 enabled=e.parse("SHIPSTACK_SCHEDULER", _bool),
                 poll_interval_s=e.parse("SHIPSTACK_POLL_INTERVAL", _positive(float)),
                 lease_ttl_s=e.parse("SHIPSTACK_SCHEDULER_LEASE", _positive(float)),
+                metrics_interval_s=e.parse("SHIPSTACK_METRICS_INTERVAL", _non_negative(float)),
             ),
             registry=RegistrySettings(
                 credentials=e.parse("SHIPSTACK_REGISTRY_AUTH", _credentials),

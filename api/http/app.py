@@ -34,6 +34,7 @@ from api.http.context import STATE_KEY, AppContext, Database, context_of
 from api.http.dependencies import DEPENDENCIES
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
+from api.observe import metrics_routes
 from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
@@ -78,6 +79,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     *operation_routes.ROUTES,
     *autoupdate_routes.ROUTES,
     *observe_routes.ROUTES,
+    *metrics_routes.ROUTES,
     *pages.ROUTES,
 )
 
