@@ -112,14 +112,17 @@ def ready_deployments(session: Session) -> list[SampledDeployment]:
 
 
 def add_samples(session: Session, samples: Sequence[Sample]) -> int:
-    """Stores the samples of deployments that still exist (one deleted while the
-    cluster was read loses its samples, not the whole batch); answers how many."""
+    """Stores the samples of deployments that still exist and existed when measured:
+    one deleted while the cluster was read loses its samples (not the whole batch),
+    and a row created since (SQLite may give a new row a deleted row's id) gets none
+    of the old pods' usage. Answers how many were stored."""
     wanted = sorted({s.deployment_id for s in samples})
-    alive: set[int] = set()
+    created: dict[int, datetime] = {}
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        alive.update(session.scalars(select(Deployment.id).where(Deployment.id.in_(chunk))))
-    rows = [_values(s) for s in samples if s.deployment_id in alive]
+        found = session.execute(select(Deployment.id, Deployment.created_at).where(Deployment.id.in_(chunk)))
+        created.update((r.id, r.created_at) for r in found)
+    rows = [_values(s) for s in samples if s.deployment_id in created and created[s.deployment_id] <= s.at]
     if rows:
         session.execute(insert(MetricSample), rows)
     return len(rows)

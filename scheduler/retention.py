@@ -45,8 +45,11 @@ def bucket_start(at: datetime, bucket_s: int) -> datetime:
 
 
 def expire_before(now: datetime, policy: Retention = RETENTION) -> datetime:
-    """Rows older than this are deleted."""
-    return now - timedelta(seconds=policy.keep_s)
+    """Rows older than this are deleted: the start of the first whole bucket of the
+    last `keep_s`, so a mean (timed at its bucket's start) is never older than that."""
+    day_ago = now - timedelta(seconds=policy.keep_s)
+    start = bucket_start(day_ago, policy.bucket_s)
+    return start if start == day_ago else start + timedelta(seconds=policy.bucket_s)
 
 
 def thin_before(now: datetime, policy: Retention = RETENTION) -> datetime:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from persistence.base import utcnow
 from persistence.db import make_engine, migrate, session_factory
-from scheduler.jobs import JOB_ID, AutoUpdateScheduler
+from scheduler.jobs import JOB_ID, METRICS_JOB_ID, AutoUpdateScheduler
 from scheduler.leader import LeaderLease
 from stacks.settings import SchedulerSettings, Settings
 
@@ -136,7 +136,7 @@ def test_only_the_leader_runs_the_scheduled_poll(db_url: str, tmp_path: Path) ->
         assert runs["second"] == 0
         with eng.connect() as conn:
             jobs = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs").scalars().all()
-        assert jobs == [JOB_ID]
+        assert sorted(jobs) == sorted([JOB_ID, METRICS_JOB_ID])  # the poll and the metrics sample
 
         first.stop()  # releases the lease
         wait_for(lambda: second.is_leader, 5)
