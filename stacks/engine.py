@@ -155,7 +155,7 @@ def _short(text: str, limit: int = 2000) -> str:
 
 def apply(settings: Settings, spec: DeploymentSpec, message: str, on_event: OnEvent | None = None) -> ApplyResult:
     """Writes the spec into the stack's config and runs `up`."""
-    ownership.check_namespace(settings.kubeconfig, spec.name)
+    ownership.check_namespace(settings.engine.kubeconfig, spec.name)
     stack = _stack(settings, spec.name)
     stack.set_all_config(stack_config(spec, settings))
     collector = _Collector(on_event)

@@ -18,7 +18,7 @@ from stacks.settings import Settings
 
 
 def apis(settings: Settings) -> tuple[client.CoreV1Api, client.AppsV1Api, client.NetworkingV1Api]:
-    api = config.new_client_from_config(config_file=str(settings.kubeconfig))
+    api = config.new_client_from_config(config_file=str(settings.engine.kubeconfig))
     return client.CoreV1Api(api), client.AppsV1Api(api), client.NetworkingV1Api(api)
 
 
@@ -50,7 +50,7 @@ def test_a_redis_deployment_is_confined_and_password_protected(settings: Setting
         }
     )
     env = fill_generated_env(load_catalog()["redis"], {}, secrets.SystemRandom())
-    spec = DeploymentSpec(name=name, template="redis", base_domain=settings.base_domain, env=env)
+    spec = DeploymentSpec(name=name, template="redis", base_domain=settings.service.base_domain, env=env)
     engine.apply(settings, spec, "create redis")
     try:
         # NetworkPolicy: every pod isolated; in only from its own namespace (redis is not
@@ -110,7 +110,7 @@ def test_a_foreign_namespace_is_never_adopted(settings: Settings) -> None:
     core.create_namespace({"metadata": {"name": namespace, "labels": {"team": "payments"}}})
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "theirs"}, "data": {"k": "v"}})
     try:
-        spec = DeploymentSpec(name=name, template="nginx", base_domain=settings.base_domain)
+        spec = DeploymentSpec(name=name, template="nginx", base_domain=settings.service.base_domain)
         with pytest.raises(NamespaceNotOwnedError) as refused:
             engine.apply(settings, spec, "create nginx")
         message = str(refused.value)
