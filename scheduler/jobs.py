@@ -44,6 +44,9 @@ from scheduler.registry import ClientOptions, RegistryClient
 from stacks.settings import SchedulerSettings, Settings
 
 log = logging.getLogger("shipstack.scheduler")
+# APScheduler logs every run of a job at INFO: twice a minute per process for the
+# metrics sample. Its warnings and errors (a run missed, a job that raised) still show.
+logging.getLogger("apscheduler.executors.metrics").setLevel(logging.WARNING)
 JOB_ID = "shipstack-auto-update-poll"
 METRICS_JOB_ID = "shipstack-metrics-sample"
 JOB_TABLE = "apscheduler_jobs"

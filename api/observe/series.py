@@ -66,7 +66,8 @@ def _mean(rows: Sequence[Sample]) -> MetricPoint:
     count = sum(r.samples for r in rows)
     return MetricPoint(
         time=iso(rows[0].at),
-        cpuMillicores=round(sum(r.cpu_millicores * r.samples for r in rows) / count, 3),
+        # A tenth of a millicore is finer than any chart shows, and keeps answers short.
+        cpuMillicores=round(sum(r.cpu_millicores * r.samples for r in rows) / count, 1),
         memoryBytes=round(sum(r.memory_bytes * r.samples for r in rows) / count),
     )
 

@@ -60,8 +60,8 @@ def test_gaps(times: list[int], spans: list[int] | None, interval: float, gaps_b
 
 
 def test_points_carry_time_cpu_and_memory() -> None:
-    [point] = series.service_series([sample(0, cpu=15.25, memory=32 * 2**20)], 60)
-    assert point == MetricPoint(time="2026-03-04T10:00:00Z", cpuMillicores=15.25, memoryBytes=32 * 2**20)
+    [point] = series.service_series([sample(0, cpu=15.001, memory=32 * 2**20)], 60)
+    assert point == MetricPoint(time="2026-03-04T10:00:00Z", cpuMillicores=15.0, memoryBytes=32 * 2**20)
 
 
 def test_long_series_are_averaged_to_at_most_max_points_never_across_a_gap() -> None:
