@@ -8,10 +8,10 @@ interval is averaged over runs of consecutive points (never across a gap), so a
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import groupby
 
 import msgspec
 
@@ -46,14 +46,26 @@ def iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _usual_spacing(rows: Sequence[Sample]) -> float:
+    """The median time between consecutive single measurements (0 without two): what
+    the interval was when they were taken, which may not be today's setting."""
+    spacing = sorted(
+        (b.at - a.at).total_seconds() for a, b in itertools.pairwise(rows) if a.span_s == 0 and b.span_s == 0
+    )
+    return spacing[len(spacing) // 2] if spacing else 0.0
+
+
 def _segments(rows: Sequence[Sample], interval_s: float) -> list[list[Sample]]:
     """Runs of rows without a gap: a gap is more than GAP_STEPS steps between two
-    rows, a step being the sampling interval or the span a mean covers."""
+    rows, a step being the sampling interval (the setting, or the usual spacing of the
+    rows if longer: the setting may have changed, or be 0 with sampling off) or the
+    span a mean covers."""
+    usual = max(interval_s, _usual_spacing(rows))
     runs: list[list[Sample]] = []
     for row in rows:
         if runs:
             prev = runs[-1][-1]
-            step = max(interval_s, prev.span_s, row.span_s)
+            step = max(usual, prev.span_s, row.span_s)
             if (row.at - prev.at).total_seconds() <= GAP_STEPS * step:
                 runs[-1].append(row)
                 continue
@@ -88,7 +100,7 @@ def shape_series(samples: Iterable[Sample], interval_s: float, max_points: int =
     ordered = sorted(samples, key=lambda s: (s.service, s.at, s.id))
     return [
         ServiceSeries(service=service, points=service_series(list(rows), interval_s, max_points))
-        for service, rows in groupby(ordered, key=lambda s: s.service)
+        for service, rows in itertools.groupby(ordered, key=lambda s: s.service)
     ]
 
 
@@ -97,7 +109,7 @@ def restart_markers(samples: Iterable[Sample]) -> list[MetricMarker]:
     fall is a pod replaced by a new one, whose count starts at 0: not a restart)."""
     markers: list[MetricMarker] = []
     ordered = sorted(samples, key=lambda s: (s.service, s.at, s.id))
-    for service, rows in groupby(ordered, key=lambda s: s.service):
+    for service, rows in itertools.groupby(ordered, key=lambda s: s.service):
         prev: Sample | None = None
         for row in rows:
             if prev is not None and row.restarts > prev.restarts:

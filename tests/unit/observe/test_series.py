@@ -50,6 +50,8 @@ def test_bad_windows_are_400s_that_name_the_choices(given: str) -> None:
         pytest.param([0, 300, 600, 900, 960], [300, 300, 300, 0, 0], 60, [], id="means-then-raw"),
         pytest.param([0, 300, 1500, 1560], [300, 300, 0, 0], 60, [2], id="gap-after-means"),
         pytest.param([0, 10, 20, 200, 210], None, 10, [3], id="short-interval"),
+        pytest.param([0, 60, 120, 400, 460], None, 0, [3], id="sampling-off-the-rows-own-spacing"),
+        pytest.param([0, 60, 120, 180, 240], None, 10, [], id="interval-lowered-since-no-false-gaps"),
     ],
 )
 def test_gaps(times: list[int], spans: list[int] | None, interval: float, gaps_before: list[int]) -> None:
