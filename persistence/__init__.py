@@ -8,5 +8,6 @@ keys            API key rows (prefix + hash)
 login_sessions  browser sessions
 billing         billing events, deployment counts for tier limits
 operations      the operation queue (owned by the operation runner)
+metrics         CPU and memory samples over time (written by the scheduler's sampler)
 migrations/     Alembic; `alembic.ini` at the repository root
 """

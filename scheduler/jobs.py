@@ -58,23 +58,28 @@ _INSTANCES: dict[str, AutoUpdateScheduler] = {}
 _INSTANCES_LOCK = threading.Lock()
 
 
-def run_poll_job(holder: str) -> None:
-    """The scheduled job. A job stored by a process that is gone finds no instance
-    and does nothing; the new leader re-registers the job under its own holder."""
+def _instance(holder: str, job: str) -> AutoUpdateScheduler | None:
+    """The live scheduler a stored job names. A job stored by a process that is gone
+    finds none and does nothing; the new leader re-registers it under its own holder."""
     with _INSTANCES_LOCK:
         instance = _INSTANCES.get(holder)
     if instance is None:
-        log.warning("poll job for %s, which is not running in this process; skipped", holder)
-        return
-    instance.run_scheduled_poll()
+        log.warning("%s job for %s, which is not running in this process; skipped", job, holder)
+    return instance
+
+
+def run_poll_job(holder: str) -> None:
+    """The scheduled registry poll."""
+    instance = _instance(holder, "poll")
+    if instance is not None:
+        instance.run_scheduled(instance.poll_now, "auto-update poll")
 
 
 def run_metrics_job(holder: str) -> None:
-    """The scheduled metrics sample; like `run_poll_job`, a no-op in a process that is gone."""
-    with _INSTANCES_LOCK:
-        instance = _INSTANCES.get(holder)
+    """The scheduled metrics sample."""
+    instance = _instance(holder, "metrics")
     if instance is not None:
-        instance.run_scheduled_sample()
+        instance.run_scheduled(instance.sample_now, "metrics sample")
 
 
 class AutoUpdateScheduler:
@@ -229,21 +234,15 @@ class AutoUpdateScheduler:
 
     # --- polls -------------------------------------------------------------------
 
-    def run_scheduled_poll(self) -> None:
+    def run_scheduled(self, work: Callable[[], object], what: str) -> None:
+        """A scheduled job's body: only while leading, and a failure is logged, not raised
+        (APScheduler would only log it less clearly)."""
         if self._aps is None:
             return
         try:
-            self.poll_now()
+            work()
         except Exception:
-            log.exception("auto-update poll failed")
-
-    def run_scheduled_sample(self) -> None:
-        if self._aps is None:
-            return
-        try:
-            self.sample_now()
-        except Exception:
-            log.exception("metrics sample failed")
+            log.exception("%s failed", what)
 
     def sample_now(self) -> SampleReport:
         """One metrics sample now; a sample still running makes this one return at once."""

@@ -1,14 +1,13 @@
 """scheduler.leader and scheduler.jobs: exactly one active scheduler per database.
 
 Runs on SQLite (a file, several connections) and on PostgreSQL when the run has
-one (tests/conftest.py starts a throwaway server).
+one (tests/conftest.py starts a throwaway server; `engine` is in conftest.py here).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,20 +19,6 @@ from persistence.db import make_engine, migrate, session_factory
 from scheduler.jobs import JOB_ID, METRICS_JOB_ID, AutoUpdateScheduler
 from scheduler.leader import LeaderLease
 from stacks.settings import SchedulerSettings, Settings
-
-
-@pytest.fixture
-def db_url(database_url: str) -> str:
-    """SQLite and PostgreSQL: the suite's `database_url` (tests/conftest.py)."""
-    return database_url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 class Clock:
