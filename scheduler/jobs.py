@@ -250,7 +250,11 @@ class AutoUpdateScheduler:
             return SampleReport(started_at=utcnow(), fenced_out=True)
         report = self.sampler.run()
         self.last_sample = report
-        log.debug("metrics sample: %s", report)
+        if report.unreachable or report.out_of_time:
+            log.info(
+                "metrics sample: %d of %d deployments measured, %d unreachable, %d out of time, %.2f s",
+                report.measured, report.deployments, report.unreachable, report.out_of_time, report.wall_s,
+            )  # fmt: skip
         return report
 
     def poll_now(self, *, force: bool = False) -> PollReport:
