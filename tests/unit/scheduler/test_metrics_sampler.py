@@ -45,22 +45,21 @@ def usage(name: str, cpu: float, memory_mi: int, labels: dict[str, str] | None =
 
 class FakeCluster:
     """A namespace -> Reading (or an exception to raise) stand-in for `KubeReader`;
-    `slow` namespaces answer after `delay` seconds; every read is logged."""
+    reads of `held` namespaces (all, with `hold_all`) wait until `release` is set;
+    every read is logged."""
 
     def __init__(self) -> None:
         self.readings: dict[str, Reading | Exception] = {}
-        self.slow: set[str] = set()
-        self.delay = 0.0
+        self.held: set[str] = set()
+        self.hold_all = False
+        self.release = threading.Event()
         self.reads: list[tuple[str, str]] = []
-        self.gate: threading.Event | None = None  # when set: reads wait for it
         self.closed = False
 
     def read(self, namespace: str, selector: str) -> Reading:
         self.reads.append((namespace, selector))
-        if self.gate is not None:
-            self.gate.wait(10)
-        if namespace in self.slow:
-            time.sleep(self.delay)
+        if self.hold_all or namespace in self.held:
+            self.release.wait(30)
         found = self.readings.get(namespace, Reading(usage=[], pods=[]))
         if isinstance(found, Exception):
             raise found
@@ -167,7 +166,7 @@ def test_no_metrics_api_stops_the_run_and_stores_nothing(sessions: sessionmaker[
 def test_runs_never_overlap(sessions: sessionmaker[Session], owner: User) -> None:
     deployment(sessions, owner, "web")
     cluster = FakeCluster()
-    cluster.gate = threading.Event()
+    cluster.hold_all = True
     run = sampler(sessions, cluster)
     first: list[metrics_sampler.SampleReport] = []
     thread = threading.Thread(target=lambda: first.append(run.run()))
@@ -176,7 +175,7 @@ def test_runs_never_overlap(sessions: sessionmaker[Session], owner: User) -> Non
     while not cluster.reads and time.monotonic() < deadline:
         time.sleep(0.01)
     second = run.run()  # the first is still reading
-    cluster.gate.set()
+    cluster.release.set()
     thread.join(10)
     assert second.overlapped and second.deployments == 0
     assert not first[0].overlapped and first[0].deployments == 1
@@ -189,12 +188,12 @@ def test_a_run_keeps_to_its_budget(sessions: sessionmaker[Session], owner: User)
     cluster = FakeCluster()
     for name in ("fast", "slow"):
         cluster.readings[f"sd-{name}"] = Reading(usage=[usage(f"{name}-0", 5, 8)], pods=[pod(f"{name}-0", "nginx")])
-    cluster.slow, cluster.delay = {"sd-slow"}, 3.0
+    cluster.held = {"sd-slow"}  # answers only once the run is over: the run must not wait for it
     run = sampler(sessions, cluster, interval_s=1.0)  # budget: 1 s (the least a run gets)
-    started = time.monotonic()
     report = run.run()
-    assert time.monotonic() - started < 2.5
+    cluster.release.set()
     assert (report.measured, report.out_of_time, report.samples) == (1, 1, 1)
+    assert [s.service for s in stored(sessions)] == ["nginx"]
     run.close()
 
 
