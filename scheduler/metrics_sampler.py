@@ -9,8 +9,8 @@ Cost per run, bounded whatever the cluster does:
   the whole run given `budget_s`: what has not answered by then is skipped this run;
 - a run never overlaps the next (a run that finds one still going returns at once;
   APScheduler also runs the job one instance at a time, in its own thread);
-- a cluster without the metrics API costs one request per run: the first answer
-  that says so stops the rest, and it is logged once, not every minute;
+- a cluster without the metrics API costs at most WORKERS requests per run: the
+  first answer that says so stops the rest, and it is logged once, not every minute;
 - one transaction at the end, behind the scheduler's lease (`LeaderLease.fence`):
   the samples, then the retention of `scheduler/retention.py`.
 
@@ -183,7 +183,9 @@ class MetricsSampler:
                 continue
             except ClusterUnreachable as exc:
                 report.unreachable += 1
-                log.info("metrics of %s not read this run: %s", dep.name, exc)
+                # Debug only: a cluster that is down would say so for every deployment every
+                # interval; the scheduler logs the run's counts.
+                log.debug("metrics of %s not read this run: %s", dep.name, exc)
                 continue
             if reading is not None:
                 found = samples_of(dep.id, reading, report.started_at)
