@@ -99,6 +99,9 @@ VARIABLES: tuple[Variable, ...] = (
              "scheduled checks off"),
     Variable("SHIPSTACK_DRIFT_CONCURRENCY", "2",
              "scheduled drift checks queued or running at once, across all deployments"),
+    Variable("SHIPSTACK_METRICS_INTERVAL", "60",
+             "seconds between samples of each Ready deployment's CPU and memory, kept for a day (`0`: no "
+             "sampling)"),
     Variable("SHIPSTACK_REGISTRY_AUTH", "",
              'registry credentials, JSON `{"host": {"username": "...", "password": "..."}}`'),
     Variable("SHIPSTACK_REGISTRY_INSECURE", "", "comma-separated registry hosts spoken to over plain http"),
@@ -176,6 +179,8 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
     # 0: no scheduled drift checks at all (checks on demand still run).
     drift_interval_s: float = 3600.0
     drift_concurrency: int = 2
+    # Seconds between metrics samples (scheduler/metrics_sampler.py); 0 samples nothing.
+    metrics_interval_s: float = 60.0
 
     @property
     def tick_s(self) -> float:
@@ -265,6 +270,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 lease_ttl_s=e.parse("SHIPSTACK_SCHEDULER_LEASE", _positive(float)),
                 drift_interval_s=e.parse("SHIPSTACK_DRIFT_INTERVAL", _non_negative(float)),
                 drift_concurrency=e.parse("SHIPSTACK_DRIFT_CONCURRENCY", _positive(int)),
+                metrics_interval_s=e.parse("SHIPSTACK_METRICS_INTERVAL", _non_negative(float)),
             ),
             registry=RegistrySettings(
                 credentials=e.parse("SHIPSTACK_REGISTRY_AUTH", _credentials),
