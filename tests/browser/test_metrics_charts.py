@@ -4,7 +4,7 @@ A real webapp deployment (two services, app and db) is created on the local clus
 then a day of its history is written into `metric_samples` as the sampler would
 have (a sample a minute, thinned by the real retention policy; a 40-minute gap when
 it was not Ready, a CPU spike of the database past a core, two container restarts
-of the app) with three revisions in the operations table. The service's own sampler
+of the app) with three revisions in the revisions table. The service's own sampler
 is off here, so the seeded day is all the chart shows; the sampler against the real
 metrics-server is tests/integration/observe/test_metrics_sampler_cluster.py.
 
@@ -32,11 +32,11 @@ from sqlalchemy import select, update
 from api.auth.credentials import new_api_key
 from api.http.context import context_of
 from persistence import metrics as store
-from persistence import operations as ops
+from persistence import revisions
 from persistence.base import utcnow
 from persistence.keys import add_key
 from persistence.metrics import Sample
-from persistence.models import Deployment, Operation, User
+from persistence.models import Deployment, Operation, Revision, User
 from scheduler import retention
 from stacks.settings import Settings
 from tests.browser.conftest import SCREENSHOTS, USER, Web, _web
@@ -101,19 +101,24 @@ def seed_history(web: Web) -> None:
     sessions = context_of(web.app.state).db.writes
     with sessions() as db, db.begin():
         row = db.scalar(select(Deployment).where(Deployment.name == NAME))
-        # It has been running for a day: created (and its create finished) 25 h ago.
-        db.execute(update(Deployment).where(Deployment.id == row.id).values(created_at=now - timedelta(hours=25)))
+        # It has been running for a day: created (and its first revision made) 25 h ago.
+        long_ago = now - timedelta(hours=25)
+        db.execute(update(Deployment).where(Deployment.id == row.id).values(created_at=long_ago))
         db.execute(update(Operation).where(Operation.deployment_name == NAME)
-                   .values(created_at=now - timedelta(hours=25), finished_at=now - timedelta(hours=25)))  # fmt: skip
+                   .values(created_at=long_ago, finished_at=long_ago))  # fmt: skip
+        db.execute(update(Revision).where(Revision.deployment_id == row.id)
+                   .values(started_at=long_ago, finished_at=long_ago))  # fmt: skip
         store.add_samples(db, a_day(row.id, now))
-        for ago, kind, message in (
-            (timedelta(hours=18), "auto-update", "auto-update traefik/whoami:v1.10 -> v1.10.1 (sha256:4c1f…)"),
-            (timedelta(hours=10), "restart", "restart"),
-            (timedelta(minutes=40), "config", "config update: LOG_LEVEL added"),
+        for ago, message in (
+            (timedelta(hours=18), "auto-update traefik/whoami:v1.10 -> v1.10.1 (sha256:4c1f…)"),
+            (timedelta(hours=10), "restart"),
+            (timedelta(minutes=40), "config update: LOG_LEVEL added"),
         ):
-            op = ops.enqueue(db, NAME, kind, {}, message)
-            ops.finish(db, op.id, ok=True, message=message, result={"changed": True})
-            db.execute(update(Operation).where(Operation.id == op.id).values(finished_at=now - ago))
+            revision = revisions.record(
+                db, row.id, result="succeeded", message=message, config=row.stack_config or "",
+                resource_changes={"update": 1}, operation_id=None, started_at=now - ago,
+            )  # fmt: skip
+            db.execute(update(Revision).where(Revision.id == revision.id).values(finished_at=now - ago))
 
 
 def charts_drawn(page: Any, window: str, services: int = 2) -> None:
