@@ -9,6 +9,9 @@ export PULUMI_HOME ?= $(SHIPSTACK_CACHE)/pulumi-home
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export PATH := $(CURDIR)/toolchain/bin:$(SHIPSTACK_CACHE)/bin:$(PATH)
+# Bytecode is cached (in the ignored __pycache__ folders): without it every process
+# (each pulumi program run, each test run) compiles its imports again, ~2 s apiece.
+unexport PYTHONDONTWRITEBYTECODE
 UV_VERSION := 0.13.9
 PY := .venv/bin/python
 
@@ -38,10 +41,10 @@ test: toolchain
 	@toolchain/chromium.sh install
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-# The fast loop: what needs no toolchain (pure functions, the HTTP service on SQLite,
-# and on PostgreSQL when Debian's postgresql package is installed). Under a minute.
+# The fast loop: what needs no toolchain (pure functions, the HTTP service on SQLite),
+# without the slow schemathesis run and the PostgreSQL variants (`make test` runs both).
 test-unit: install
-	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+	@SHIPSTACK_TEST_DATABASES=sqlite $(PY) -m pytest tests/unit -q -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	@.venv/bin/ruff check .

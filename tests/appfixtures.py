@@ -5,6 +5,7 @@ deployment rows directly."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,31 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from sqlalchemy import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.http.app import build_app
 from api.http.context import context_of
+from persistence.db import migrate
 from stacks.settings import Settings
 from tests.seed import Seed
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest schema, made once per run: each app test starts from
+    a copy (its start-up migration then finds nothing to do) instead of migrating."""
+    path = tmp_path_factory.mktemp("template") / "shipstack.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(database_url: str, tmp_path: Path, migrated_sqlite: Path) -> Callable[..., Settings]:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        shutil.copyfile(migrated_sqlite, url.database)
+
     def make(**env: str) -> Settings:
         base = {
             "SHIPSTACK_DATA": str(tmp_path / "data"),

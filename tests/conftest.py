@@ -65,13 +65,35 @@ def settings(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) ->
 KINDS = ("unit", "integration", "browser")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# `make test-unit` sets SHIPSTACK_TEST_DATABASES=sqlite for the fast loop; `make test` runs both.
+DATABASES = ("sqlite", "postgresql")
+
+
+def wanted_databases() -> tuple[str, ...]:
+    listed = os.environ.get("SHIPSTACK_TEST_DATABASES", ",".join(DATABASES))
+    wanted = tuple(d.strip() for d in listed.split(",") if d.strip())
+    unknown = set(wanted) - set(DATABASES)
+    if unknown:
+        raise pytest.UsageError(f"SHIPSTACK_TEST_DATABASES: unknown {sorted(unknown)}; use {','.join(DATABASES)}")
+    return wanted
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = wanted_databases()
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         parts = Path(str(item.path)).relative_to(Path(__file__).parent).parts
         kind = parts[0] if parts and parts[0] in KINDS else None
         if kind is None:
             raise pytest.UsageError(f"{item.nodeid}: tests live under tests/unit, tests/integration or tests/browser")
         item.add_marker(getattr(pytest.mark, kind))
+        params = getattr(item, "callspec", None)
+        database = params.params.get("database_url") if params is not None else None
+        (dropped if database is not None and database not in wanted else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -82,9 +104,12 @@ _POSTGRES = None
 
 def pytest_configure(config: pytest.Config) -> None:
     """Starts a throwaway PostgreSQL before collection, so tests parametrized
-    over databases see SHIPSTACK_TEST_POSTGRES_URL; skipped when one is given."""
+    over databases see SHIPSTACK_TEST_POSTGRES_URL; skipped when one is given or
+    the run leaves PostgreSQL out."""
     global _POSTGRES
     if os.environ.get("SHIPSTACK_TEST_POSTGRES_URL") or hasattr(config, "workerinput"):
+        return
+    if "postgresql" not in wanted_databases():
         return
     from tests.postgres import TempPostgres
 

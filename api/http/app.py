@@ -34,9 +34,9 @@ from api.deployments import routes as deployment_routes
 from api.drift import routes as drift_routes
 from api.http.context import STATE_KEY, AppContext, Database, context_of
 from api.http.dependencies import DEPENDENCIES
-from api.http.document import finish_document
+from api.http.document import finished_document
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
-from api.http.openapi import SCHEMA_PATH, openapi_config
+from api.http.openapi import DOCS_PATH, SCHEMA_PATH, openapi_config
 from api.http.options import answer_options
 from api.http.strict import check_json_body, check_query
 from api.observe import metrics_routes
@@ -67,11 +67,14 @@ async def health(state: State) -> Health:
 
 @get(SCHEMA_PATH, opt={PUBLIC: True}, include_in_schema=False, media_type=MediaType.JSON)
 async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return request.app.openapi_schema.to_schema()
+    return finished_document(request.app).to_schema()
 
 
 async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
-    """OPTIONS answered with every method of the path; queries and JSON bodies read strictly."""
+    """OPTIONS answered with every method of the path; queries and JSON bodies read
+    strictly; the document finished before a docs page renders it."""
+    if request.url.path.startswith(DOCS_PATH):
+        finished_document(request.app)
     answer = await answer_options(request)
     if answer is None:
         check_query(request)
@@ -161,5 +164,4 @@ def build_app(
         on_shutdown=[stop_work, close_cluster_client, engine.dispose],
         debug=False,
     )
-    finish_document(app)
     return app

@@ -75,6 +75,19 @@ ERROR_HEADERS: dict[int, dict[str, OpenAPIHeader]] = {
 }
 
 
+_FINISHED = "openapi_document_finished"
+
+
+def finished_document(app: Litestar) -> OpenAPI:
+    """The app's document with the rules applied, made when first asked for: building
+    it costs about as much as building the app, and most apps (every test's) never
+    serve it."""
+    if not app.state.get(_FINISHED):
+        finish_document(app)
+        app.state[_FINISHED] = True
+    return app.openapi_schema
+
+
 def finish_document(app: Litestar) -> OpenAPI:
     """Applies the rules of the module doc to the app's (cached) document and returns it."""
     document = app.openapi_schema

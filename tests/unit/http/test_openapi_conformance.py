@@ -31,6 +31,8 @@ from tests.contract import run_schemathesis
 from tests.seed import Seed
 from tests.serving import serve
 
+pytestmark = pytest.mark.slow  # about a minute and a half: `make test` runs it, `make test-unit` does not
+
 SEED = 20261201
 MAX_EXAMPLES = 15
 PASSWORD = "a long enough password"
