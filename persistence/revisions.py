@@ -52,3 +52,8 @@ def for_deployment(session: Session, deployment_id: int) -> Sequence[Revision]:
 def get(session: Session, deployment_id: int, number: int) -> Revision | None:
     query = select(Revision).where(Revision.deployment_id == deployment_id, Revision.number == number)
     return session.scalar(query)
+
+
+def latest(session: Session, deployment_id: int) -> Revision | None:
+    query = select(Revision).where(Revision.deployment_id == deployment_id).order_by(Revision.number.desc()).limit(1)
+    return session.scalar(query)
