@@ -50,7 +50,7 @@ def backups_prefix(stack: str) -> str:
 def store_for(backend_url: str) -> BackendStore | None:
     if backend_url.startswith("file://"):
         return FileStore(Path(backend_url.removeprefix("file://")))
-    if backend_url.startswith(("postgres://", "postgresql://")):
+    if backend_url.startswith("postgres://"):
         return PostgresStore(backend_url)
     return None
 
@@ -81,7 +81,9 @@ class FileStore:
 
 class PostgresStore:
     """Pulumi's table, as its postgres:// backend (pkg/backend/diy/postgres) lays it out:
-    `key TEXT PRIMARY KEY, data JSON ({"data": base64}), updated_at`."""
+    `key TEXT PRIMARY KEY, data JSON ({"data": base64}), updated_at`. Like every
+    non-file backend, Pulumi puts the URL's path (here the database's name) before
+    each key: `<db>/.pulumi/...`; this store hides that prefix."""
 
     def __init__(self, backend_url: str) -> None:
         parts = urlsplit(backend_url)
@@ -90,6 +92,8 @@ class PostgresStore:
         self.table = sql.Identifier(*(tables[0] if tables else "pulumi_state").split(".", 1))
         rest = urlencode([(k, v) for k, v in query if k != "table"])
         self.conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, rest, ""))
+        folder = parts.path.strip("/")
+        self.prefix = f"{folder}/" if folder else ""
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10,
@@ -100,12 +104,13 @@ class PostgresStore:
         with self._connect() as conn:
             if not self._exists(conn):
                 return []
-            return [row[0] for row in conn.execute(query, (_like_prefix(prefix),))]
+            rows = conn.execute(query, (_like_prefix(self.prefix + prefix),))
+            return [row[0].removeprefix(self.prefix) for row in rows]
 
     def read(self, key: str) -> bytes | None:
         query = sql.SQL("SELECT data FROM {} WHERE key = %s").format(self.table)
         with self._connect() as conn:
-            row = conn.execute(query, (key,)).fetchone() if self._exists(conn) else None
+            row = conn.execute(query, (self.prefix + key,)).fetchone() if self._exists(conn) else None
         if row is None:
             return None
         data = row[0] if isinstance(row[0], dict) else json.loads(row[0])
@@ -116,7 +121,7 @@ class PostgresStore:
             return
         query = sql.SQL("DELETE FROM {} WHERE key = ANY(%s)").format(self.table)
         with self._connect() as conn:
-            conn.execute(query, (keys,))
+            conn.execute(query, ([self.prefix + k for k in keys],))
 
     def _exists(self, conn: psycopg.Connection) -> bool:
         # Pulumi creates its table on first use; before that there is nothing to read.
