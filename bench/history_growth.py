@@ -86,7 +86,7 @@ def grow(settings: Settings, name: str, count: int) -> None:
         return
     assert isinstance(store, backend_store.PostgresStore)
     with psycopg.connect(store.conninfo, autocommit=True) as conn, conn.cursor() as cur:
-        insert = "INSERT INTO pulumi_state (key, data, updated_at) SELECT %s, data, now() FROM pulumi_state WHERE key = %s"
+        insert = "INSERT INTO pulumi_state (key, data) SELECT %s, data FROM pulumi_state WHERE key = %s"
         cur.executemany(insert, [(store.prefix + new, store.prefix + old) for new, old in copies])
 
 
