@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,31 +20,7 @@ from persistence.db import make_engine, migrate, session_factory
 from persistence.keys import add_key
 from stacks import workspace
 from stacks.settings import REPO_ROOT, Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "api", "serve", "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-
-
-def _wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} did not come up")
+from tests.integration.processes import free_port, start_service, stop_service, wait_http
 
 
 def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: Path) -> None:
@@ -68,14 +42,14 @@ def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: P
         "KUBECONFIG": str(settings.engine.kubeconfig),
         "PULUMI_BACKEND_URL": settings.engine.backend_url,
     }
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     log = tmp_path / "service.log"
 
-    proc = _start(env, port, log)
+    proc = start_service(env, port, log)
     try:
-        _wait_http(f"{base}/api/health")
+        wait_http(f"{base}/api/health")
         r = httpx.post(f"{base}/api/deployments", json={"template": "nginx", "name": "it-crash"}, headers=headers)
         assert r.status_code == 201, r.text
         op_id = r.json()["operationId"]
@@ -94,9 +68,9 @@ def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: P
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
 
-    proc = _start(env, port, log)
+    proc = start_service(env, port, log)
     try:
-        _wait_http(f"{base}/api/health")
+        wait_http(f"{base}/api/health")
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             op = httpx.get(f"{base}/api/operations/{op_id}", headers=headers).json()
@@ -124,8 +98,4 @@ def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: P
             assert time.monotonic() < deadline, "delete did not finish"
             time.sleep(1)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_service(proc)
