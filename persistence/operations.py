@@ -79,8 +79,9 @@ def claim_next(
     the deltas queued on one deployment, applied together by one update.
 
     Runnable: queued, the oldest queued one of its deployment, no operation of that
-    deployment running, and its tenant (team, or user) running fewer than
-    `tenant_limit` operations, so one tenant's long queue cannot take every worker.
+    deployment running (anywhere), and its tenant (team, or user) running fewer than
+    `tenant_limit` operations in this worker (`owner`), so one tenant's long queue
+    cannot take every thread of any worker, however many workers there are.
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent
     claimers on other hosts pass each other by. Call inside a transaction.
     """
@@ -88,7 +89,8 @@ def claim_next(
     busy = {op.deployment_name for op in running} | set(skip)
     per_tenant: dict[str, int] = {}
     for op in running:
-        per_tenant[tenant_of(op)] = per_tenant.get(tenant_of(op), 0) + 1
+        if op.claimed_by == owner:
+            per_tenant[tenant_of(op)] = per_tenant.get(tenant_of(op), 0) + 1
     candidates = session.scalars(
         select(Operation)
         .where(Operation.status == OperationStatus.QUEUED)

@@ -95,9 +95,10 @@ class Runner:
         self._wake.set()
         for t in self._threads:
             t.join(timeout)
-        if self._started:
-            # The lease ends now: what this worker leaves unfinished is re-driven at
-            # once (its stack locks go with its sessions, or when its pulumi ends).
+        # With nothing left running the lease ends now, so nobody waits for it to
+        # expire; a pulumi still running keeps it (no more renewals) until it expires,
+        # so no other worker removes that pulumi's backend lock while it may live.
+        if self._started and not any(t.is_alive() for t in self._threads):
             try:
                 with self.sessions() as s, s.begin():
                     leases.retire(s, self.owner)

@@ -25,8 +25,13 @@ def free_port() -> int:
 
 
 def start_service(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    return start(["serve", "--port", str(port)], env, log)
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`python -m api ARGS` (`serve`, `worker`) in a session of its own."""
     return subprocess.Popen(
-        [sys.executable, "-m", "api", "serve", "--port", str(port)],
+        [sys.executable, "-m", "api", *args],
         cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
 
