@@ -90,11 +90,20 @@ def grow(settings: Settings, name: str, count: int) -> None:
         cur.executemany(insert, [(store.prefix + new, store.prefix + old) for new, old in copies])
 
 
-def objects(settings: Settings, name: str) -> int:
+def footprint(settings: Settings, name: str) -> tuple[int, int]:
+    """(objects, bytes) of the stack's history and backups in the backend."""
     store = backend_store.store_for(settings.engine.backend_url)
     assert store is not None
-    prefixes = (backend_store.history_prefix(name), backend_store.backups_prefix(name))
-    return sum(len(store.keys(p)) for p in prefixes)
+    keys = [k for p in (backend_store.history_prefix(name), backend_store.backups_prefix(name)) for k in store.keys(p)]
+    return len(keys), sum(len(store.read(k) or b"") for k in keys)
+
+
+def history_listing(settings: Settings, name: str) -> float:
+    """Seconds of `pulumi stack history --page-size 1` (what the Automation API's own
+    `up()` runs after every update, and a person's first look at a stack)."""
+    t0 = time.perf_counter()
+    engine._stack(settings, name).history(page_size=1, show_secrets=False)
+    return time.perf_counter() - t0
 
 
 def spec_for(settings: Settings, name: str, i: int) -> DeploymentSpec:
@@ -119,10 +128,12 @@ def measure(settings: Settings, name: str, count: int, rounds: int, real: bool) 
         t0 = time.perf_counter()
         engine.apply(settings, spec, f"round {i}", config=config)
         ups.append(time.perf_counter() - t0)
-    left = objects(settings, name)
+    left, size = footprint(settings, name)
+    listing = history_listing(settings, name)
     t0 = time.perf_counter()
     engine.destroy(settings, name, config)
-    return {"first": ups[0], "up": statistics.median(ups), "destroy": time.perf_counter() - t0, "objects": left}
+    return {"first": ups[0], "up": statistics.median(ups), "destroy": time.perf_counter() - t0, "objects": left,
+            "bytes": size, "history": listing}  # fmt: skip
 
 
 def settings_for(root: Path, kubeconfig: Path, backend: str) -> Settings:
@@ -158,18 +169,22 @@ def main() -> None:
                     for count in counts:
                         figures = measure(settings, f"hist-{label}-{count}", count, args.rounds, args.real)
                         rows.append((backend, label, count, figures))
-                        print(f"  {backend:8} {label:6} after {count:3} updates: {figures}", flush=True)
+                        print(f"  {backend:8} {label:6} N={count:3}: {figures}", flush=True)
     finally:
         pg.stop()
         cluster.down()
     how = "real updates" if args.real else "copies of the newest update"
     print(f"\nup and destroy of one nginx deployment after N earlier updates ({how}); "
           f"up: median of {args.rounds} updates (first one in brackets); seconds")  # fmt: skip
-    print(f"{'backend':9} {'history':7} {'N':>4} {'up':>12} {'destroy':>8} {'objects':>8}")
+    print(f"{'backend':9} {'history':7} {'N':>4} {'up':>12} {'destroy':>8} {'history -1':>10} {'objects':>8} "
+          f"{'MB':>6}")  # fmt: skip
     for backend, label, count, f in rows:
         print(f"{backend:9} {label:7} {count:4} {f['up']:5.2f} ({f['first']:4.2f}) {f['destroy']:8.2f} "
-              f"{int(f['objects']):8}")  # fmt: skip
-    print("objects: the stack's history and backup objects in the backend before the destroy")
+              f"{f['history']:10.2f} {int(f['objects']):8} {f['bytes'] / 1e6:6.1f}")  # fmt: skip
+    print(
+        "history -1: `pulumi stack history --page-size 1`; objects, MB: the stack's history and backups in the "
+        "backend before the destroy"
+    )
 
 
 if __name__ == "__main__":

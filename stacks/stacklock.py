@@ -7,8 +7,9 @@ the pool and carry transactions). PostgreSQL releases it when the session ends: 
 worker dies, its host dies, or the connection is cut, so nothing is left to clean up.
 The connection has short TCP keepalives and a user timeout on both ends, so a cut is
 noticed within seconds rather than the kernel's two hours, and it is probed every
-PROBE_EVERY_S: a worker whose lock session died stops its own pulumi at once
-(`on_lost`), before its lease expires and before anyone else may remove that pulumi's
+PROBE_EVERY_S: a worker whose lock session died, or stopped answering for
+PROBE_TIMEOUT_S, stops its own pulumi at once (`on_lost`): within about 10 s of a cut,
+before its lease (30 s) expires and so before anyone else may remove that pulumi's
 backend lock (stacks.locks). PgBouncer in transaction mode breaks session locks:
 point the service at PostgreSQL itself (or a session-mode pool).
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -32,6 +35,8 @@ from sqlalchemy.engine import URL
 log = logging.getLogger("shipstack.stacklock")
 
 PROBE_EVERY_S = 3.0
+PROBE_TIMEOUT_S = 5.0
+PROBE = "SELECT 1"
 # Client side (libpq): keepalive probes after 5 s idle, every 2 s, 3 missed and the
 # connection is dead; data unacknowledged for 8 s and it is dead too.
 CLIENT_KEEPALIVE = dict(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
@@ -117,26 +122,59 @@ class _PostgresHeld:
 
     def _watch(self) -> None:
         while not self._stop.wait(PROBE_EVERY_S):
+            if self._probe():
+                continue
+            if self._stop.is_set():
+                return
+            self.lost = True
+            log.error("the lock session of stack %s died or hangs: stopping its pulumi", self.stack)
+            self._sever()
+            try:
+                self.on_lost()
+            except Exception:
+                log.exception("stopping the pulumi of stack %s failed", self.stack)
+            return
+
+    def _probe(self) -> bool:
+        """True when the session answered within PROBE_TIMEOUT_S. A dropped connection
+        fails fast (the TCP settings above); one that hangs (a stuck proxy, a server
+        that stopped answering) is given up on after the timeout."""
+        answered = threading.Event()
+        alive: list[bool] = []
+
+        def probe() -> None:
             try:
                 with self._mutex:
-                    self.conn.execute("SELECT 1")
+                    self.conn.execute(PROBE)
+                alive.append(True)
             except psycopg.Error:
-                if self._stop.is_set():
-                    return
-                self.lost = True
-                log.error("the lock session of stack %s died: stopping its pulumi", self.stack)
-                try:
-                    self.on_lost()
-                except Exception:
-                    log.exception("stopping the pulumi of stack %s failed", self.stack)
-                return
+                pass
+            finally:
+                answered.set()
+
+        threading.Thread(target=probe, name=f"shipstack-lock-probe-{self.stack}", daemon=True).start()
+        return answered.wait(PROBE_TIMEOUT_S) and bool(alive)
+
+    def _sever(self) -> None:
+        """Shuts the session's socket down, which wakes a probe stuck reading it."""
+        with contextlib.suppress(OSError, psycopg.Error):
+            sock = socket.socket(fileno=os.dup(self.conn.fileno()))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
 
     def release(self) -> None:
         # Closing the session releases the lock; an explicit unlock would add nothing.
         self._stop.set()
-        with self._mutex:
+        if not self._mutex.acquire(timeout=PROBE_TIMEOUT_S):
+            self._sever()  # a probe hangs on the session: wake it with an error
+            self._mutex.acquire()
+        try:
             self.conn.close()
-        self._watchdog.join(PROBE_EVERY_S)
+        finally:
+            self._mutex.release()
+        self._watchdog.join(PROBE_EVERY_S + PROBE_TIMEOUT_S)
 
 
 class PostgresStackLocks:

@@ -134,9 +134,13 @@ class Fleet:
         pids = {row.pid for row in found}
         return next((h for h in self.hosts if h.proc is not None and h.proc.pid in pids), None)
 
-    def lock_rows(self) -> list[str]:
+    def lock_rows(self, stack: str = "") -> list[str]:
+        """Pulumi's lock rows in the backend's table (of one stack, or of all)."""
+        query = text("SELECT key FROM pulumi_state WHERE key LIKE :like")
         with self.state_db.connect() as conn:
-            return [r[0] for r in conn.execute(text("SELECT key FROM pulumi_state WHERE key LIKE '%/.pulumi/locks/%'"))]
+            if conn.scalar(text("SELECT to_regclass('pulumi_state')")) is None:
+                return []
+            return [r[0] for r in conn.execute(query, {"like": f"%/.pulumi/locks/%/{stack}%"})]
 
     def pending_operations(self, settings: Settings, stack: str) -> list[Any]:
         shared = {k: self.env[k] for k in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE")}

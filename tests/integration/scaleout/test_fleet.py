@@ -137,13 +137,14 @@ def test_three_processes_share_the_work_survive_a_kill_and_a_fresh_one_serves_al
     crash = fleet.write(hosts[0], "PUT", "/api/deployments/config", {"deployment_name": name,
                                                                      "configData": {"ROUND": "crash"}})  # fmt: skip
     deadline = time.monotonic() + 120
-    while not any(e.get("type") == "step" for e in fleet.operation(crash).get("progress") or []):
+    while not fleet.lock_rows(name):  # pulumi holds the stack: the config was rendered, `up` runs
         assert time.monotonic() < deadline, f"the update never started\n{fleet.logs()}"
-        time.sleep(0.2)
+        time.sleep(0.05)
     victim = fleet.runner_of(crash)
     assert victim is not None, "no live process holds the running update"
     fleet.kill(victim)
     killed_at = time.monotonic()
+    assert fleet.lock_rows(name), "the update ended before the kill"  # the dead pulumi's lock, left behind
     survivors = fleet.live()
     undo = fleet.write(survivors[0], "PUT", "/api/deployments/config", {"deployment_name": name, "configData": before})
     done = fleet.wait_operations([crash, undo], timeout=180)

@@ -113,3 +113,19 @@ def test_a_lost_session_is_noticed_and_freed(pg_url: str) -> None:
     assert other is not None
     other.release()
     held.release()  # closing a dead session is harmless
+
+
+def test_a_session_that_stops_answering_counts_as_lost(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe that gets no answer (a stuck proxy, a server that hangs) is given up on:
+    the holder stops its pulumi rather than run on a lock it cannot vouch for, and
+    letting go of the lock does not hang either."""
+    from stacks import stacklock
+
+    monkeypatch.setattr(stacklock, "PROBE", "SELECT pg_sleep(60)")
+    lost = threading.Event()
+    held = PostgresStackLocks(make_url(normalize_url(pg_url))).try_acquire("web", lost.set)
+    assert held is not None
+    assert lost.wait(stacklock.PROBE_EVERY_S + stacklock.PROBE_TIMEOUT_S + 5)
+    t0 = time.monotonic()
+    held.release()
+    assert time.monotonic() - t0 < stacklock.PROBE_TIMEOUT_S + 3
