@@ -27,7 +27,6 @@ import contextlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,11 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
+from bench.local import cluster_and_postgres
 from programs.spec import DeploymentSpec
 from stacks import backend_store, engine, history_prune, workspace
 from stacks.settings import Settings
-from tests.postgres import TempPostgres
-from toolchain.cluster import LocalCluster
 
 PASSPHRASE = "bench-history-passphrase"
 
@@ -152,13 +150,8 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="make the earlier updates with real updates")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
-    root = Path(tempfile.mkdtemp(prefix="shipstack-bench-history-"))
-    cluster = LocalCluster(root / "cluster")
-    cluster.up(wait_metrics=False)
-    pg = TempPostgres()
     rows = []
-    try:
-        pg.start()
+    with cluster_and_postgres("shipstack-bench-history-") as (root, cluster, pg):
         backends = {"file": f"file://{root / 'state'}",
                     "postgres": f"postgres://shipstack:pass@127.0.0.1:{pg.port}/shipstack?sslmode=disable"}  # fmt: skip
         for backend in args.backends.split(","):
@@ -170,9 +163,6 @@ def main() -> None:
                         figures = measure(settings, f"hist-{label}-{count}", count, args.rounds, args.real)
                         rows.append((backend, label, count, figures))
                         print(f"  {backend:8} {label:6} N={count:3}: {figures}", flush=True)
-    finally:
-        pg.stop()
-        cluster.down()
     how = "real updates" if args.real else "copies of the newest update"
     print(f"\nup and destroy of one nginx deployment after N earlier updates ({how}); "
           f"up: median of {args.rounds} updates (first one in brackets); seconds")  # fmt: skip

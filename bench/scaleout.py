@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,13 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from api.auth.credentials import new_api_key
-from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.keys import add_key
-from tests.integration.processes import free_port, start, stop_service, wait_http
+from bench.local import cluster_and_postgres
+from tests.integration.processes import free_port, seed_database, start, stop_service, wait_http
 from tests.postgres import TempPostgres, fresh_database
-from toolchain.cluster import LocalCluster
 
 PASSPHRASE = "bench-scaleout-passphrase"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -123,14 +118,7 @@ def wait_all(http: httpx.Client, names: list[str], want: str) -> None:
 def measure(root: Path, pg: TempPostgres, kubeconfig: Path, workers: int, args: argparse.Namespace) -> dict:
     base = pg.url
     with fresh_database(base, "bench_db") as db_url, fresh_database(base, "bench_state") as state_url:
-        engine = make_engine(db_url)
-        migrate(engine)
-        with session_factory(engine)() as s, s.begin():
-            user = add_user(s, "bench", password_hash=None)
-            key, prefix, digest = new_api_key()
-            add_key(s, prefix=prefix, secret_hash=digest, name="bench", user_id=user.id,
-                    scopes=["deployments:read", "deployments:write"])  # fmt: skip
-        engine.dispose()
+        key = seed_database(db_url, "bench")
         state = state_url.rsplit("/", 1)[1]
         env = {**os.environ, "SHIPSTACK_DATABASE_URL": db_url, "KUBECONFIG": str(kubeconfig),
                "PULUMI_BACKEND_URL": f"postgres://shipstack:x@127.0.0.1:{pg.port}/{state}?sslmode=disable",
@@ -172,19 +160,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="config changes per deployment")
     parser.add_argument("--threads", type=int, default=2, help="SHIPSTACK_WORKERS of each worker process")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="shipstack-bench-scaleout-"))
-    cluster = LocalCluster(root / "cluster")
-    cluster.up(wait_metrics=False)
-    pg = TempPostgres()
     results = {}
-    try:
-        pg.start()
+    with cluster_and_postgres("shipstack-bench-scaleout-") as (root, cluster, pg):
         for count in (int(w) for w in args.workers.split(",")):
             results[count] = measure(root, pg, cluster.kubeconfig_path, count, args)
             print(f"  {count} worker processes: {results[count]}", flush=True)
-    finally:
-        pg.stop()
-        cluster.down()
     print(f"\nconfig changes of {args.deployments} nginx deployments, {args.rounds} each, one at a time per "
           f"deployment; {args.threads} operations at once per worker process; {os.cpu_count()} cores")  # fmt: skip
     print(f"{'workers':>7} {'ops':>4} {'wall s':>7} {'ops/min':>8} {'CPU s/op: workers+pulumi':>25} "

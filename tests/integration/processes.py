@@ -1,6 +1,7 @@
-"""Service processes for tests: `python -m api serve` started in a session of its own
-(so `os.killpg` stops it with every pulumi it started, as `kill -9` of a machine's
-service would), waited for, and stopped."""
+"""Service processes for tests and benches: `python -m api serve` (or `worker`) started
+in a session of its own (so `os.killpg` stops it with every pulumi it started, as
+`kill -9` of a machine's service would), waited for, and stopped; and a database made
+ready for them (migrated, a user with a key)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.auth.credentials import new_api_key
+from persistence.accounts import add_user
+from persistence.db import make_engine, migrate, session_factory
+from persistence.keys import add_key
 from stacks.settings import REPO_ROOT
 
 
@@ -58,3 +63,18 @@ def stop_service(proc: subprocess.Popen, timeout: float = 20) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+def seed_database(url: str, user: str) -> str:
+    """Migrates the database at `url` and adds `user` with a read/write API key: the key."""
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+        with session_factory(engine)() as s, s.begin():
+            row = add_user(s, user, password_hash=None)
+            key, prefix, digest = new_api_key()
+            add_key(s, prefix=prefix, secret_hash=digest, name=user, user_id=row.id,
+                    scopes=["deployments:read", "deployments:write"])  # fmt: skip
+    finally:
+        engine.dispose()
+    return key

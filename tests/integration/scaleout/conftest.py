@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from api.auth.credentials import new_api_key
-from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.keys import add_key
+from persistence.db import make_engine
 from stacks.settings import Settings
+from tests.integration.processes import seed_database
 from tests.integration.scaleout.fleet import PASSPHRASE, Fleet
 from tests.postgres import fresh_database
 
@@ -26,13 +24,8 @@ def fleet(settings: Settings, tmp_path: Path) -> Iterator[Fleet]:
     if not base:
         pytest.skip("no PostgreSQL server for this run (install Debian's postgresql package)")
     with fresh_database(base, "scaleout_db") as db_url, fresh_database(base, "scaleout_state") as state_url:
+        key = seed_database(db_url, "fleet")
         db = make_engine(db_url)
-        migrate(db)
-        with session_factory(db)() as s, s.begin():
-            user = add_user(s, "fleet", password_hash=None)
-            key, prefix, digest = new_api_key()
-            add_key(s, prefix=prefix, secret_hash=digest, name="t", user_id=user.id,
-                    scopes=["deployments:read", "deployments:write"])  # fmt: skip
         state = make_url(state_url)
         # The postgres:// backend as Pulumi's CLI reads it (lib/pq: a password, sslmode).
         backend = f"postgres://{state.username}:unused@{state.host}:{state.port}/{state.database}?sslmode=disable"

@@ -14,27 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth.credentials import new_api_key
-from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.keys import add_key
 from stacks import workspace
 from stacks.settings import REPO_ROOT, Settings
-from tests.integration.processes import free_port, start_service, stop_service, wait_http
+from tests.integration.processes import free_port, seed_database, start_service, stop_service, wait_http
 
 
 def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: Path) -> None:
     data = tmp_path / "svc"
     db_url = f"sqlite:///{data / 'shipstack.db'}"
     data.mkdir()
-    engine = make_engine(db_url)
-    migrate(engine)
-    with session_factory(engine)() as db, db.begin():
-        user = add_user(db, "crash", password_hash=None)
-        key, prefix, digest = new_api_key()
-        add_key(db, prefix=prefix, secret_hash=digest, name="t", user_id=user.id,
-                scopes=["deployments:read", "deployments:write"])  # fmt: skip
-    engine.dispose()
+    key = seed_database(db_url, "crash")
     env = {
         **os.environ,
         "SHIPSTACK_DATA": str(data),

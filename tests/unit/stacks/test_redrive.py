@@ -45,6 +45,13 @@ def _running_op(sessions: sessionmaker[Session], worker_id: str, name: str = "we
         return op.id
 
 
+def _live_worker_op(sessions: sessionmaker[Session]) -> str:
+    """An operation running under worker w1, whose lease is current."""
+    with sessions() as s, s.begin():
+        workers.register(s, "w1", "host-a", 10)
+    return _running_op(sessions, "w1")
+
+
 def _age(sessions: sessionmaker[Session], model: type[Worker] | type[Operation], seconds: int) -> None:
     with sessions() as s, s.begin():
         s.execute(update(model).values(heartbeat_at=utcnow() - timedelta(seconds=seconds)))
@@ -58,17 +65,13 @@ def _op(sessions: sessionmaker[Session], op_id: str) -> Operation:
 
 
 def test_a_live_workers_operation_stays_with_it(sessions: sessionmaker[Session]) -> None:
-    with sessions() as s, s.begin():
-        workers.register(s, "w1", "host-a", 10)
-    op_id = _running_op(sessions, "w1")
+    op_id = _live_worker_op(sessions)
     redrive.recover(sessions)
     assert _op(sessions, op_id).status == OperationStatus.RUNNING
 
 
 def test_a_dead_workers_operation_is_requeued_naming_it(sessions: sessionmaker[Session]) -> None:
-    with sessions() as s, s.begin():
-        workers.register(s, "w1", "host-a", 10)
-    op_id = _running_op(sessions, "w1")
+    op_id = _live_worker_op(sessions)
     _age(sessions, Worker, 31)  # the lease expired; the operation's own heartbeat is fresh
     with sessions() as s:
         assert not workers.is_alive(s, "w1")
@@ -91,9 +94,7 @@ def test_a_retired_worker_is_dead_at_once_and_a_same_host_pid_means_nothing(sess
 
 
 def test_an_operation_its_live_worker_stopped_renewing_is_requeued(sessions: sessionmaker[Session]) -> None:
-    with sessions() as s, s.begin():
-        workers.register(s, "w1", "host-a", 10)
-    op_id = _running_op(sessions, "w1")
+    op_id = _live_worker_op(sessions)
     _age(sessions, Operation, 31)
     redrive.recover(sessions)
     assert _op(sessions, op_id).status == OperationStatus.QUEUED

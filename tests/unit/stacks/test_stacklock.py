@@ -19,7 +19,7 @@ from sqlalchemy import make_url
 
 from persistence.db import normalize_url
 from stacks.settings import REPO_ROOT
-from stacks.stacklock import LocalStackLocks, PostgresStackLocks, conninfo, lock_key
+from stacks.stacklock import LocalStackLocks, PostgresStackLocks, StackLocks, conninfo, lock_key
 
 
 @pytest.fixture
@@ -37,27 +37,24 @@ def _nothing() -> None:
     pass
 
 
-def test_local_locks_exclude_per_stack() -> None:
-    locks = LocalStackLocks()
-    a = locks.try_acquire("web", _nothing)
-    assert a is not None
-    assert locks.try_acquire("web", _nothing) is None
-    other = locks.try_acquire("db", _nothing)
-    assert other is not None
-    a.release()
-    again = locks.try_acquire("web", _nothing)
-    assert again is not None and not again.lost
-
-
 def test_keys_differ_per_stack_and_are_stable() -> None:
     assert lock_key("web") == lock_key("web")
     assert lock_key("web") != lock_key("web2")
     assert -(2**63) <= lock_key("web") < 2**63
 
 
-def test_two_holders_on_postgres(pg_url: str) -> None:
-    url = make_url(normalize_url(pg_url))
-    first, second = PostgresStackLocks(url), PostgresStackLocks(url)  # as two processes would
+@pytest.fixture(params=["local", "postgres"])
+def two_lockers(request: pytest.FixtureRequest) -> tuple[StackLocks, StackLocks]:
+    """Two claimants: threads of one process (SQLite), or two processes' sessions."""
+    if request.param == "local":
+        one = LocalStackLocks()
+        return one, one
+    url = make_url(normalize_url(request.getfixturevalue("pg_url")))
+    return PostgresStackLocks(url), PostgresStackLocks(url)
+
+
+def test_one_holder_per_stack(two_lockers: tuple[StackLocks, StackLocks]) -> None:
+    first, second = two_lockers
     held = first.try_acquire("web", _nothing)
     assert held is not None
     assert second.try_acquire("web", _nothing) is None
@@ -65,7 +62,7 @@ def test_two_holders_on_postgres(pg_url: str) -> None:
     assert other is not None
     held.release()
     taken = second.try_acquire("web", _nothing)
-    assert taken is not None
+    assert taken is not None and not taken.lost
     taken.release()
     other.release()
 
