@@ -95,6 +95,22 @@ class PostgresStore:
         folder = parts.path.strip("/")
         self.prefix = f"{folder}/" if folder else ""
 
+    def ensure_table(self) -> None:
+        """Makes Pulumi's table as Pulumi would (its schema.sql), once, under a lock.
+
+        Each pulumi process creates the table when it finds none, with CREATE ... IF NOT
+        EXISTS, which is not safe against itself: two first operations at once on an
+        empty database both try, and one fails (a duplicate key in pg_type). So the
+        service makes the table before any pulumi runs, its processes one at a time."""
+        table = self.table.as_string()
+        index = sql.Identifier(f"{table.rsplit('.', 1)[-1].strip(chr(34))}_key_prefix_idx")
+        with self._connect() as conn:
+            if self._exists(conn):
+                return  # the common case, and it needs no CREATE privilege
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+                conn.execute(sql.SQL(SCHEMA).format(table=self.table, index=index))
+
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10,
                                application_name="shipstack backend")  # fmt: skip
@@ -127,6 +143,25 @@ class PostgresStore:
         # Pulumi creates its table on first use; before that there is nothing to read.
         row = conn.execute("SELECT to_regclass(%s)", (self.table.as_string(conn),)).fetchone()
         return row is not None and row[0] is not None
+
+
+# pkg/backend/diy/postgres/schema.sql of the pulumi CLI shipstack builds (v3.274.1).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    key TEXT PRIMARY KEY,
+    data JSON NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (key text_pattern_ops);
+"""
+SCHEMA_LOCK_ID = 0x5348_4950_5354_5354  # any fixed 64-bit number, shipstack's own
+
+
+def prepare(backend_url: str) -> None:
+    """Readies the backend before the first pulumi runs (postgres://: its table)."""
+    store = store_for(backend_url)
+    if isinstance(store, PostgresStore):
+        store.ensure_table()
 
 
 def _like_prefix(prefix: str) -> str:

@@ -132,6 +132,8 @@ class Executor:
         queued again to resume (by whoever holds the stack next), fenced by our claim."""
         log.warning("lost the lock of stack %s while running it; queued again", batch[0].deployment_name)
         with self.sessions() as s, s.begin():
+            if not ops.holds(s, [op.id for op in batch], token):
+                return  # already re-driven by another worker
             for op in batch:
                 fresh = s.get(Operation, op.id, populate_existing=True)
                 if fresh is not None:

@@ -53,8 +53,8 @@ class Runner:
         self.settings = settings
         self.sessions = sessions
         self.workers = workers or settings.service.workers
-        # One tenant (a team, or a user) may run at most this many operations at once,
-        # so its long queue never holds every worker.
+        # One tenant (a team, or a user) may run at most this many operations at once in
+        # this runner, so its long queue never holds every thread of it.
         self.tenant_limit = max(1, self.workers - 1)
         # The worker's id, its lease row's key and every claim's `claimed_by`.
         self.owner = str(uuid.uuid4())

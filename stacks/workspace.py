@@ -67,6 +67,9 @@ def _options(engine: EngineSettings) -> dict:
     work_dir.mkdir(parents=True, exist_ok=True)
     if engine.backend_url.startswith("file://"):
         Path(engine.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    from stacks import backend_store  # it names this module's project
+
+    backend_store.prepare(engine.backend_url)
     return {
         "work_dir": str(work_dir),
         "pulumi_home": str(engine.pulumi_home),

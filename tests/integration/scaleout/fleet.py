@@ -134,6 +134,14 @@ class Fleet:
         pids = {row.pid for row in found}
         return next((h for h in self.hosts if h.proc is not None and h.proc.pid in pids), None)
 
+    def end_lock_sessions(self) -> int:
+        """Ends every stack-lock session on the service database, as a failover or an
+        administrator would: how many there were."""
+        query = text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                     "WHERE application_name = 'shipstack stack lock' AND datname = current_database()")  # fmt: skip
+        with self.db.connect() as conn:
+            return int(conn.scalar(query) or 0)
+
     def lock_rows(self, stack: str = "") -> list[str]:
         """Pulumi's lock rows in the backend's table (of one stack, or of all)."""
         query = text("SELECT key FROM pulumi_state WHERE key LIKE :like")

@@ -114,3 +114,40 @@ def test_history_is_pruned_to_the_newest_updates(backend: Backend, tmp_path: Pat
     assert {history_prune._stamp(k) for k in backend.keys(backend_store.backups_prefix("web"))} == set(stamps[-10:])
     assert len(backend.keys(backend_store.history_prefix("web2"))) == 30  # another stack's: untouched
     assert history_prune.prune(settings, "web", keep=10) == 0
+
+
+def test_pulumis_table_is_made_once_whoever_comes_first() -> None:
+    """On an empty database several processes' first operations at once: the table is
+    made once (Pulumi's own CREATE ... IF NOT EXISTS fails one of two racers)."""
+    import threading
+
+    base = os.environ.get("SHIPSTACK_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("no PostgreSQL server for this run")
+    from tests.postgres import fresh_database
+
+    with fresh_database(base) as url:
+        u = make_url(url)
+        backend = f"postgres://{u.username}@{u.host}:{u.port}/{u.database}?sslmode=disable"
+        errors: list[BaseException] = []
+
+        def first_use() -> None:
+            try:
+                backend_store.prepare(backend)
+            except BaseException as exc:
+                errors.append(exc)
+
+        racers = [threading.Thread(target=first_use) for _ in range(6)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        assert errors == []
+        conninfo = u.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo) as conn:
+            query = ("SELECT column_name FROM information_schema.columns WHERE table_name = 'pulumi_state' "
+                     "ORDER BY ordinal_position")  # fmt: skip
+            columns = [r[0] for r in conn.execute(query)]
+            index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'pulumi_state_key_prefix_idx'")
+            assert columns == ["key", "data", "updated_at"]
+            assert "text_pattern_ops" in index.fetchone()[0]
