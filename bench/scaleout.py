@@ -8,10 +8,10 @@ Starts its own local cluster and a throwaway PostgreSQL (needs `make toolchain` 
 For each count of worker processes: fresh databases, one API process
 (SHIPSTACK_ROLE=api) and that many `python -m api worker` processes (`--threads`
 operations at once each: SHIPSTACK_WORKERS); `--deployments` nginx deployments are
-created (not timed), then as many clients as deployments each change its own
-deployment's config `--rounds` times, one write after the other's operation finished
-(so no two writes compose into one update). Timed: those operations, from the first
-write to the last finish.
+created (not timed), each by a user of its own, then as many clients as deployments
+each change its own deployment's config `--rounds` times, one write after the other's
+operation finished (so no two writes compose into one update). Timed: those
+operations, from the first write to the last finish.
 
 CPU seconds are the kernel's accounting: the worker processes with what they started
 and waited for (pulumi and its Kubernetes provider), the API process, and the
