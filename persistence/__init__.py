@@ -9,5 +9,6 @@ login_sessions  browser sessions
 billing         billing events, deployment counts for tier limits
 operations      the operation queue (owned by the operation runner)
 drift           the last drift check per deployment, and the drift schedule's memory
+metrics         CPU and memory samples over time (written by the scheduler's sampler)
 migrations/     Alembic; `alembic.ini` at the repository root
 """

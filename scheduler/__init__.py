@@ -18,6 +18,10 @@ Modules, each small and with one reason to change:
 - `store`     the scheduler's tables: lease, repository memory, decisions, bad digests
 - `failures`  what the runner calls when an auto-update's rollout fails
 - `drift`     scheduled drift checks: which deployments are due, their checks queued
+- `metrics_sampler`  every SHIPSTACK_METRICS_INTERVAL, CPU and memory per service of
+              each Ready deployment into `metric_samples` (a second job of the leader)
+- `metrics_kube`  the sampler's cluster reads (the `kubernetes` package, synchronous)
+- `retention` pure: what the samples table keeps (6 h in full, 5-minute means to 24 h)
 
 Why it is built this way: one tag list per
 repository per poll however many deployments share it; tokens cached per scope

@@ -15,6 +15,10 @@ The same leader runs the drift job (scheduler/drift.py) every few seconds when
 `SHIPSTACK_DRIFT_INTERVAL` is not 0: it queues the drift checks that are due, a few
 at a time. Two executor threads, so a long registry poll never holds it up.
 
+A second job samples the CPU and memory of Ready deployments every
+`metrics_interval_s` (scheduler/metrics_sampler.py). It runs on an executor of its
+own, so a long registry poll never delays a sample, and one instance at a time.
+
 Its settings are the `scheduler` and `registry` sections of `stacks.settings.Settings`.
 """
 
@@ -38,13 +42,19 @@ from persistence.base import utcnow
 from persistence.db import SQLITE_BEGIN_OPTION, session_factory
 from scheduler.drift import DriftScheduler, DriftTick
 from scheduler.leader import LeaderLease
+from scheduler.metrics_kube import KubeReader
+from scheduler.metrics_sampler import MetricsSampler, SampleReport
 from scheduler.poll import Poller, PollReport
 from scheduler.registry import ClientOptions, RegistryClient
 from stacks.settings import SchedulerSettings, Settings
 
 log = logging.getLogger("shipstack.scheduler")
+# APScheduler logs every run of a job at INFO: twice a minute per process for the
+# metrics sample. Its warnings and errors (a run missed, a job that raised) still show.
+logging.getLogger("apscheduler.executors.metrics").setLevel(logging.WARNING)
 JOB_ID = "shipstack-auto-update-poll"
 DRIFT_JOB_ID = "shipstack-drift-checks"
+METRICS_JOB_ID = "shipstack-metrics-sample"
 JOB_TABLE = "apscheduler_jobs"
 
 
@@ -54,23 +64,35 @@ _INSTANCES: dict[str, AutoUpdateScheduler] = {}
 _INSTANCES_LOCK = threading.Lock()
 
 
-def run_poll_job(holder: str) -> None:
-    """The scheduled job. A job stored by a process that is gone finds no instance
-    and does nothing; the new leader re-registers the job under its own holder."""
+def _instance(holder: str, job: str) -> AutoUpdateScheduler | None:
+    """The live scheduler a stored job names. A job stored by a process that is gone
+    finds none and does nothing; the new leader re-registers it under its own holder."""
     with _INSTANCES_LOCK:
         instance = _INSTANCES.get(holder)
     if instance is None:
-        log.warning("poll job for %s, which is not running in this process; skipped", holder)
-        return
-    instance.run_scheduled_poll()
+        log.warning("%s job for %s, which is not running in this process; skipped", job, holder)
+    return instance
+
+
+def run_poll_job(holder: str) -> None:
+    """The scheduled registry poll."""
+    instance = _instance(holder, "poll")
+    if instance is not None:
+        instance.run_scheduled(instance.poll_now, "auto-update poll")
+
+
+def run_metrics_job(holder: str) -> None:
+    """The scheduled metrics sample."""
+    instance = _instance(holder, "metrics")
+    if instance is not None:
+        instance.run_scheduled(instance.sample_now, "metrics sample")
 
 
 def run_drift_job(holder: str) -> None:
-    """The scheduled drift tick; like `run_poll_job`, a no-op for a holder that is gone."""
-    with _INSTANCES_LOCK:
-        instance = _INSTANCES.get(holder)
+    """The scheduled drift tick."""
+    instance = _instance(holder, "drift")
     if instance is not None:
-        instance.run_scheduled_drift()
+        instance.run_scheduled(instance.drift_now, "scheduling drift checks")
 
 
 class AutoUpdateScheduler:
@@ -103,8 +125,15 @@ class AutoUpdateScheduler:
             notify=notify,
         )
         self.drift = DriftScheduler(settings, session_factory(engine, immediate=True), lease=self.lease, notify=notify)
+        self.sampler = MetricsSampler(
+            session_factory(engine, immediate=True),
+            KubeReader(settings.engine.kubeconfig),
+            interval_s=self.config.metrics_interval_s or 60.0,
+            lease=self.lease,
+        )
         self.last_report: PollReport | None = None
         self.last_drift: DriftTick | None = None
+        self.last_sample: SampleReport | None = None
         self._aps: BackgroundScheduler | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,6 +163,7 @@ class AutoUpdateScheduler:
                 log.exception("releasing the scheduler lease failed")
         with _INSTANCES_LOCK:
             _INSTANCES.pop(self.holder, None)
+        self.sampler.close()
         if self._owns_client:
             self.client.close()
 
@@ -168,7 +198,7 @@ class AutoUpdateScheduler:
         engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
-            executors={"default": APThreadPool(2)},
+            executors={"default": APThreadPool(2), "metrics": APThreadPool(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone="UTC",
         )
@@ -200,8 +230,26 @@ class AutoUpdateScheduler:
             )
         elif aps.get_job(DRIFT_JOB_ID) is not None:  # turned off since a previous leader stored it
             aps.remove_job(DRIFT_JOB_ID)
+        self._schedule_metrics(aps)
         aps.resume()
         log.info("auto-update scheduler active in %s (tick %.0f s, first poll %s)", self.holder, tick, next_run)
+
+    def _schedule_metrics(self, aps: BackgroundScheduler) -> None:
+        every = self.config.metrics_interval_s
+        if every <= 0:  # sampling turned off: drop a job an earlier configuration stored
+            if aps.get_job(METRICS_JOB_ID) is not None:
+                aps.remove_job(METRICS_JOB_ID)
+            return
+        aps.add_job(
+            run_metrics_job,
+            trigger=IntervalTrigger(seconds=every, timezone="UTC"),
+            id=METRICS_JOB_ID,
+            name="sample the CPU and memory of Ready deployments",
+            kwargs={"holder": self.holder},
+            executor="metrics",
+            replace_existing=True,
+            next_run_time=utcnow() + timedelta(seconds=min(every, 5.0)),
+        )
 
     def _demote(self) -> None:
         aps, self._aps = self._aps, None
@@ -213,13 +261,28 @@ class AutoUpdateScheduler:
 
     # --- polls -------------------------------------------------------------------
 
-    def run_scheduled_poll(self) -> None:
+    def run_scheduled(self, work: Callable[[], object], what: str) -> None:
+        """A scheduled job's body: only while leading, and a failure is logged, not raised
+        (APScheduler would only log it less clearly)."""
         if self._aps is None:
             return
         try:
-            self.poll_now()
+            work()
         except Exception:
-            log.exception("auto-update poll failed")
+            log.exception("%s failed", what)
+
+    def sample_now(self) -> SampleReport:
+        """One metrics sample now; a sample still running makes this one return at once."""
+        if not self.lease.try_acquire():
+            return SampleReport(started_at=utcnow(), fenced_out=True)
+        report = self.sampler.run()
+        self.last_sample = report
+        if report.unreachable or report.out_of_time:
+            log.info(
+                "metrics sample: %d of %d deployments measured, %d unreachable, %d out of time, %.2f s",
+                report.measured, report.deployments, report.unreachable, report.out_of_time, report.wall_s,
+            )  # fmt: skip
+        return report
 
     def poll_now(self, *, force: bool = False) -> PollReport:
         """One poll now (serialised with the scheduled one)."""
@@ -236,14 +299,6 @@ class AutoUpdateScheduler:
         return report
 
     # --- drift checks ------------------------------------------------------------
-
-    def run_scheduled_drift(self) -> None:
-        if self._aps is None:
-            return
-        try:
-            self.drift_now()
-        except Exception:
-            log.exception("scheduling drift checks failed")
 
     def drift_now(self) -> DriftTick:
         """One drift tick now (serialised with the scheduled one)."""

@@ -165,8 +165,8 @@ class Executor:
             message = drift_runs.reconcile_message(self.sessions, row.id)
             plan = Plan(target=self._placed(current), message=message, notes={})
         else:
-            applied = not payloads[0].get("recover") and self._last_update_succeeded(row.id)
-            plan = self.plan(batch, payloads, current, row.id, applied=applied)
+            holds_record = not payloads[0].get("recover") and self._last_update_succeeded(row.id)
+            plan = self.plan(batch, payloads, current, row.id, applied=holds_record)
         if plan.target is None:
             self._finish_unchanged(batch, token, plan, progress, row.id)
             return
@@ -180,8 +180,10 @@ class Executor:
             )  # fmt: skip
         except engine.EngineError as exc:
             raise _UpdateFailed(update, exc) from exc
+        result: dict[str, Any] = {"changed": applied.changed, "changes": applied.changes, "appliedBy": leader.id}
+        if reconcile:  # what is left after it, on the record before the operation ends
+            result["drifted"] = self._check_after_reconcile(leader, applied.config)
         with self.sessions() as s, s.begin():
-            result = {"changed": applied.changed, "changes": applied.changes, "appliedBy": leader.id}
             self._finish_all(s, batch, token, plan, result, progress.items)
             update.record(s, "succeeded", applied.changes)
             dep = s.get(Deployment, row.id)
@@ -195,11 +197,16 @@ class Executor:
                     dep.status = DeploymentStatus.READY
                     dep.status_message = None
                     dep.last_error = None
-        if reconcile:  # what is left after it, on the record
-            try:
-                drift_runs.recorded_check(self.settings, self.sessions, leader, config, None)
-            except Exception:  # the reconcile itself succeeded; the record says the check failed
-                log.warning("the drift check after reconciling %s failed", leader.deployment_name, exc_info=True)
+
+    def _check_after_reconcile(self, leader: Operation, config: str) -> bool | None:
+        """Whether drift is left after a reconcile (None: the check failed; the
+        reconcile itself succeeded and the drift record says what went wrong)."""
+        try:
+            report = drift_runs.recorded_check(self.settings, self.sessions, leader, config, None)
+        except Exception:
+            log.warning("the drift check after reconciling %s failed", leader.deployment_name, exc_info=True)
+            return None
+        return bool(report.objects)
 
     def _last_update_succeeded(self, deployment_id: int) -> bool:
         with self.sessions() as s:

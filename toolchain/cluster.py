@@ -24,7 +24,6 @@ launcher runs before the project's virtualenv exists.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -34,31 +33,22 @@ import socket
 import ssl
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from toolchain.common import BIN, CACHE, Api, ClusterError, log
+from toolchain.kwok_setup import LOG_WRITER, cluster_objects, kwok_config, node
+from toolchain.pki import kubeconfig, make_pki
+
+__all__ = ["CACHE", "ClusterError", "LocalCluster"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("SHIPSTACK_CACHE", str(Path.home() / ".cache" / "shipstack")))
-BIN = CACHE / "bin"
 DEFAULT_DIR = Path(os.environ.get("SHIPSTACK_DATA", str(REPO_ROOT / ".shipstack"))) / "cluster"
 NODES = ("kwok-node-0", "kwok-node-1")
 SERVICE_CIDR = "10.96.0.0/16"
-# The usage kwok reports for a container unless its pod carries the
-# kwok.x-k8s.io/usage-cpu / usage-memory annotations.
-DEFAULT_CPU = "15m"
-DEFAULT_MEMORY = "32Mi"
-
-
-def log(message: str) -> None:
-    print(f"[cluster] {message}", file=sys.stderr, flush=True)
-
-
-class ClusterError(RuntimeError):
-    pass
 
 
 def free_port() -> int:
@@ -80,129 +70,6 @@ def binary(name: str) -> str:
 # --- PKI --------------------------------------------------------------------
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def _key(path: Path) -> None:
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", str(path))
-
-
-def _ca(pki: Path, name: str) -> None:
-    _key(pki / f"{name}.key")
-    _openssl(
-        "req", "-x509", "-new", "-key", str(pki / f"{name}.key"), "-days", "3650",
-        "-subj", f"/CN={name}", "-out", str(pki / f"{name}.crt"),
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-    )  # fmt: skip
-
-
-def _cert(pki: Path, ca: str, name: str, subject: str, *, server_sans: str | None = None) -> None:
-    """Signs NAME.crt with CA: a client certificate, or a serving one with SANs."""
-    _key(pki / f"{name}.key")
-    ext = pki / f"{name}.ext"
-    if server_sans:
-        ext.write_text(
-            f"keyUsage=critical,digitalSignature,keyEncipherment\n"
-            f"extendedKeyUsage=serverAuth\nsubjectAltName={server_sans}\n"
-        )
-    else:
-        ext.write_text("keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
-    csr = pki / f"{name}.csr"
-    _openssl("req", "-new", "-key", str(pki / f"{name}.key"), "-subj", subject, "-out", str(csr))
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(pki / f"{ca}.crt"), "-CAkey", str(pki / f"{ca}.key"),
-        "-CAcreateserial", "-days", "3650", "-extfile", str(ext), "-out", str(pki / f"{name}.crt"),
-    )  # fmt: skip
-    csr.unlink()
-    ext.unlink()
-
-
-def make_pki(pki: Path) -> None:
-    pki.mkdir(parents=True, exist_ok=True)
-    _ca(pki, "ca")
-    _ca(pki, "front-proxy-ca")
-    local = "IP:127.0.0.1,DNS:localhost"
-    _cert(pki, "ca", "apiserver", "/CN=kube-apiserver", server_sans=(
-        f"{local},IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"))  # fmt: skip
-    _cert(pki, "ca", "kwok-serving", "/CN=kwok", server_sans=local)
-    _cert(pki, "ca", "metrics-server-serving", "/CN=metrics-server", server_sans=local)
-    # Client identities, each the user RBAC's bootstrap policy expects.
-    _cert(pki, "ca", "admin", "/O=system:masters/CN=shipstack-admin")
-    _cert(pki, "ca", "controller-manager", "/CN=system:kube-controller-manager")
-    _cert(pki, "ca", "scheduler", "/CN=system:kube-scheduler")
-    _cert(pki, "ca", "kwok", "/CN=kwok-controller")
-    _cert(pki, "ca", "metrics-server", "/CN=system:metrics-server")
-    _cert(pki, "ca", "apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client")
-    _cert(pki, "front-proxy-ca", "front-proxy-client", "/CN=front-proxy-client")
-    _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(pki / "sa.key"))
-    _openssl("pkey", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
-
-
-def kubeconfig(pki: Path, server: str, user: str) -> str:
-    def b64(name: str) -> str:
-        return base64.b64encode((pki / name).read_bytes()).decode()
-
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "shipstack-local", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}
-            ],
-            "users": [
-                {
-                    "name": user,
-                    "user": {"client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")},
-                }
-            ],
-            "contexts": [{"name": "shipstack-local", "context": {"cluster": "shipstack-local", "user": user}}],
-            "current-context": "shipstack-local",
-        },
-        indent=2,
-    )
-
-
-# --- the API, through the admin certificate ----------------------------------
-
-
-@dataclass
-class Api:
-    server: str
-    pki: Path
-    _ctx: ssl.SSLContext | None = field(default=None, init=False)
-
-    def ctx(self) -> ssl.SSLContext:
-        if self._ctx is None:
-            ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-            ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
-            self._ctx = ctx
-        return self._ctx
-
-    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 10) -> tuple[int, dict | str]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, context=self.ctx(), timeout=timeout) as resp:
-                raw = resp.read().decode()
-                status = resp.status
-        except urllib.error.HTTPError as e:
-            raw = e.read().decode()
-            status = e.code
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            return status, raw
-
-    def create(self, path: str, obj: dict) -> None:
-        status, body = self.request("POST", path, obj)
-        if status not in (200, 201, 409):
-            raise ClusterError(f"creating {obj['kind']} {obj['metadata']['name']} failed ({status}): {body}")
-
-
 def wait_for(what: str, check, timeout: float, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     last_report = time.monotonic()
@@ -218,246 +85,6 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.5) -> None:
             log(f"  ... still waiting for {what}")
             last_report = time.monotonic()
         time.sleep(interval)
-
-
-# --- kwok's simulation config ----------------------------------------------
-
-
-def kwok_config(logs_file: Path) -> str:
-    ingress_stage = textwrap.dedent(
-        """\
-        apiVersion: kwok.x-k8s.io/v1alpha1
-        kind: Stage
-        metadata:
-          name: ingress-load-balancer
-        spec:
-          resourceRef:
-            apiGroup: networking.k8s.io/v1
-            kind: Ingress
-          selector:
-            matchExpressions:
-            - key: '.metadata.deletionTimestamp'
-              operator: 'DoesNotExist'
-            - key: '.status.loadBalancer.ingress'
-              operator: 'DoesNotExist'
-          next:
-            statusTemplate: |
-              loadBalancer:
-                ingress:
-                - ip: 127.0.0.1
-        """
-    )
-    logs = textwrap.dedent(
-        f"""\
-        apiVersion: kwok.x-k8s.io/v1alpha1
-        kind: ClusterLogs
-        metadata:
-          name: all-pods
-        spec:
-          selector: {{}}
-          logs:
-          - logsFile: {logs_file}
-            follow: true
-        """
-    )
-    usage = textwrap.dedent(
-        f"""\
-        apiVersion: kwok.x-k8s.io/v1alpha1
-        kind: ClusterResourceUsage
-        metadata:
-          name: usage-from-annotation
-        spec:
-          usages:
-          - usage:
-              cpu:
-                expression: |
-                  "kwok.x-k8s.io/usage-cpu" in pod.metadata.annotations
-                  ? Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-cpu"])
-                  : Quantity("{DEFAULT_CPU}")
-              memory:
-                expression: |
-                  "kwok.x-k8s.io/usage-memory" in pod.metadata.annotations
-                  ? Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-memory"])
-                  : Quantity("{DEFAULT_MEMORY}")
-        """
-    )
-    # kwok's own description of kubelet's /metrics/resource endpoint, copied from
-    # its module by toolchain/build.sh.
-    metric = (BIN / "kwok-metrics-resource.yaml").read_text()
-    return "---\n".join([ingress_stage, logs, usage, metric, *pod_stages()])
-
-
-# A pod whose image reference contains this never becomes Ready: a rollout of
-# such an image stalls, as one with a failing readiness probe would.
-NEVER_READY_MARK = "never-ready"
-
-
-def pod_stages() -> list[str]:
-    """kwok's default pod stages, with pod-ready skipping never-ready images.
-
-    Giving kwok any pod stage replaces all of its defaults, hence all three.
-    """
-    stages = []
-    for name in ("pod-ready", "pod-complete", "pod-delete"):
-        text = (BIN / "kwok-pod-stages" / f"{name}.yaml").read_text()
-        if name == "pod-ready":
-            anchor = "    matchExpressions:\n"
-            if anchor not in text:
-                raise ClusterError(f"kwok's {name} stage changed shape; update toolchain/cluster.py")
-            extra = (
-                f"    - key: '.spec.containers.[].image | contains(\"{NEVER_READY_MARK}\")'\n"
-                "      operator: 'NotIn'\n"
-                "      values: ['true']\n"
-            )
-            text = text.replace(anchor, anchor + extra, 1)
-        stages.append(text)
-    # A kubelet reports a running container Ready again after its node comes back;
-    # kwok's pod-ready stage only handles new pods, so a node that was briefly
-    # NotReady (the node controller marks its pods not Ready) would strand them.
-    stages.append(
-        textwrap.dedent(
-            f"""\
-            apiVersion: kwok.x-k8s.io/v1alpha1
-            kind: Stage
-            metadata:
-              name: pod-ready-again
-            spec:
-              resourceRef:
-                apiGroup: v1
-                kind: Pod
-              selector:
-                matchExpressions:
-                - key: '.metadata.deletionTimestamp'
-                  operator: 'DoesNotExist'
-                - key: '.status.podIP'
-                  operator: 'Exists'
-                - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-                  operator: 'In'
-                  values: ['False']
-                - key: '.spec.containers.[].image | contains("{NEVER_READY_MARK}")'
-                  operator: 'NotIn'
-                  values: ['true']
-              delay:
-                durationMilliseconds: 2000
-              next:
-                statusTemplate: |
-                  {{{{ $now := Now }}}}
-                  conditions:
-                  - lastTransitionTime: {{{{ $now | Quote }}}}
-                    status: "True"
-                    type: Ready
-                  - lastTransitionTime: {{{{ $now | Quote }}}}
-                    status: "True"
-                    type: ContainersReady
-            """
-        )
-    )
-    return stages
-
-
-# A stand-in for an application's output: kwok serves this CRI-format file as
-# every container's log, and follows it, so followers see new lines arrive.
-LOG_WRITER = r"""
-import sys, time, datetime, itertools
-path = sys.argv[1]
-with open(path, "a", buffering=1) as f:
-    for n in itertools.count(1):
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        f.write(f"{now} stdout F 127.0.0.1 - - \"GET /healthz HTTP/1.1\" 200 2 request={n}\n")
-        time.sleep(2)
-"""
-
-
-# --- objects the cluster starts with ------------------------------------------
-
-
-def node(name: str) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {
-                "kwok.x-k8s.io/node": "fake",
-                "node.alpha.kubernetes.io/ttl": "0",
-                # metrics-server scrapes kwok's simulated kubelet here.
-                "metrics.k8s.io/resource-metrics-path": f"/metrics/nodes/{name}/metrics/resource",
-            },
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "type": "kwok",
-            },
-        },
-        "status": {
-            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
-        },
-    }
-
-
-def _binding(name: str, role_kind: str, role: str, user: str, namespace: str | None = None) -> tuple[str, dict]:
-    """A (Cluster)RoleBinding of `role` to `user`, with the path to POST it to."""
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
-    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
-    path = f"{rbac}/namespaces/{namespace}/rolebindings" if namespace else f"{rbac}/clusterrolebindings"
-    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
-    return path, {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": kind,
-        "metadata": meta,
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-
-
-def cluster_objects(port: int) -> list[tuple[str, dict]]:
-    """RBAC, a Service and an APIService for metrics-server on loopback,
-    kwok's own permissions, and the default StorageClass.
-
-    The Service is an ExternalName pointing at localhost: the aggregator
-    resolves ExternalName services to that host, and Endpoints may not hold
-    loopback addresses.
-    """
-    ms = "system:metrics-server"
-    return [
-        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": ms},
-            "rules": [
-                {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
-            ],
-        }),
-        _binding(ms, "ClusterRole", ms, ms),
-        _binding("metrics-server:system:auth-delegator", "ClusterRole", "system:auth-delegator", ms),
-        _binding("metrics-server-auth-reader", "Role", "extension-apiserver-authentication-reader", ms, "kube-system"),
-        _binding("kwok-controller", "ClusterRole", "cluster-admin", "kwok-controller"),
-        ("/apis/storage.k8s.io/v1/storageclasses", {
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": "standard",
-                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-        }),
-        ("/api/v1/namespaces/kube-system/services", {
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "metrics-server", "namespace": "kube-system"},
-            "spec": {"type": "ExternalName", "externalName": "localhost",
-                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
-        }),
-        ("/apis/apiregistration.k8s.io/v1/apiservices", {
-            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-            "metadata": {"name": "v1beta1.metrics.k8s.io"},
-            "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
-                     "versionPriority": 100, "insecureSkipTLSVerify": True,
-                     "service": {"namespace": "kube-system", "name": "metrics-server", "port": port}},
-        }),
-    ]  # fmt: skip
-
-
-# --- the cluster ------------------------------------------------------------
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,7 +20,7 @@ from persistence.accounts import roles_for_user
 from persistence.base import utcnow
 from persistence.keys import get_key_by_prefix, touch_key
 from persistence.login_sessions import get_session
-from persistence.models import ApiKey, LoginSession
+from persistence.models import ApiKey, LoginSession, User
 
 log = logging.getLogger("shipstack.api.auth")
 
@@ -75,20 +76,10 @@ def _key_principal(db: Session, row: ApiKey, now: datetime) -> Principal:
         raise Unauthorized("API key revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized("API key expired")
-    user = row.user
-    return Principal(
-        user_id=user.id,
-        user_name=user.name,
-        is_admin=user.is_admin,
-        tier=user.tier,
-        scopes=frozenset(row.scopes) & user_scopes(user.is_admin),
-        teams=roles_for_user(db, user.id),
-        via="key",
-        key_id=row.id,
-        key_prefix=row.prefix,
-        key_expires_at=row.expires_at,
-        bound_team_id=row.team_id,
-    )
+    return _principal(
+        db, row.user, frozenset(row.scopes), via="key", key_id=row.id, key_prefix=row.prefix,
+        key_expires_at=row.expires_at, bound_team_id=row.team_id,
+    )  # fmt: skip
 
 
 def _from_session(factory: sessionmaker[Session], token: str, now: datetime) -> Principal:
@@ -101,17 +92,21 @@ def _session_principal(db: Session, row: LoginSession | None, now: datetime) -> 
         raise Unauthorized("Not logged in")
     if row.expires_at <= now:
         raise Unauthorized("Session expired, log in again")
-    user = row.user
+    return _principal(db, row.user, None, via="session", session_id=row.id, csrf_token=row.csrf_token)
+
+
+def _principal(db: Session, user: User, key_scopes: frozenset[str] | None, **credential: Any) -> Principal:
+    """The user with their rights now: a key's scopes narrowed to what the user may
+    still do (a demoted admin's old key loses `admin` at once), their teams."""
+    allowed = user_scopes(user.is_admin)
     return Principal(
         user_id=user.id,
         user_name=user.name,
         is_admin=user.is_admin,
         tier=user.tier,
-        scopes=user_scopes(user.is_admin),
+        scopes=allowed if key_scopes is None else key_scopes & allowed,
         teams=roles_for_user(db, user.id),
-        via="session",
-        session_id=row.id,
-        csrf_token=row.csrf_token,
+        **credential,
     )
 
 

@@ -78,7 +78,7 @@ def require_scope(*scopes: str) -> Guard:
             raise Unauthorized("Authentication required")
         missing = [s for s in scopes if not principal.has_scope(s)]
         if missing:
-            raise Forbidden(f"Missing scope: {', '.join(missing)}")
+            need(principal, missing[0])
 
     guard.required_scopes = scopes  # type: ignore[attr-defined]  # read by the route audit test
     return guard

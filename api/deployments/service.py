@@ -39,6 +39,7 @@ from api.deployments.schemas import (
 from api.deployments.templates import template_or_invalid
 from api.deployments.tenancy import can_manage, get_visible_deployment
 from api.errors import Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited
+from api.ids import MAX_ID
 from persistence import drift as drift_store
 from persistence import operations as ops
 from persistence import revisions
@@ -329,7 +330,7 @@ def update_config(
 
 
 def check_rollback(version: int) -> None:
-    if version < 1:
+    if not 1 <= version <= MAX_ID:
         raise invalid(["version must be a revision number from the history (1 or more)"])
 
 

@@ -39,6 +39,7 @@ from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
 from api.http.options import answer_options
 from api.http.strict import check_json_body, check_query
+from api.observe import metrics_routes
 from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
@@ -94,6 +95,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     *autoupdate_routes.ROUTES,
     *drift_routes.ROUTES,
     *observe_routes.ROUTES,
+    *metrics_routes.ROUTES,
     *pages.ROUTES,
 )
 

@@ -2,7 +2,7 @@
 
     GET /api/deployments/{name}/logs?service=&tail=100&follow=false
     GET /api/deployments/{name}/logs/stream?service=&tail=100      text/event-stream
-    GET /api/deployments/{name}/metrics?service=
+    GET /api/deployments/{name}/metrics?service=&window=1h|6h|24h
     GET /api/deployments/{name}/events?limit=200
 
 They read the Kubernetes API directly (`api.observe.kube`), for the pods that carry
@@ -25,7 +25,6 @@ credential no longer allows it: streams re-check every DEPLOYMENT_CHECK_S).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -42,7 +41,6 @@ from litestar.response import Stream
 
 from api.auth.guards import CurrentPrincipal, require_scope
 from api.auth.principal import READ, Principal
-from api.errors import Unavailable
 from api.http.context import context_of
 from api.http.dependencies import AppDatabase, AppSettings
 from api.http.document import EXTRA_CONTENT
@@ -61,14 +59,13 @@ from api.observe.codec import (
 from api.observe.follower import LogFollower
 from api.observe.hub import PodChange, SourceEnded, log_sources, read_tails
 from api.observe.kube import Kube
-from api.observe.kube_models import KubeError, KubeNotFound, KubeUnavailable, PodList, PodMetricsList
+from api.observe.kube_models import KubeError
 from api.observe.schemas import (
     EndEvent,
     EventsResponse,
     LogLineEvent,
     LogsResponse,
     LogStreamEvent,
-    MetricsResponse,
     PodEvent,
     StatusEvent,
 )
@@ -118,7 +115,7 @@ async def close_kube(context: AppContext) -> None:
         await context.kube.aclose()
 
 
-async def _target(database: Any, settings: Any, principal: Principal, name: str, svc: str | None) -> Target:
+async def target_for(database: Any, settings: Any, principal: Principal, name: str, svc: str | None) -> Target:
     def read() -> Target:
         with database.reads() as db:
             return service.resolve_target(db, principal, name, svc, settings)
@@ -182,7 +179,7 @@ async def deployment_logs(
     follow: Annotated[bool, QueryParameter(name="follow", description="Keep streaming new lines")] = False,
 ) -> Response[Any]:
     """The service's container logs, merged in time order (see the module doc)."""
-    target = await _target(database, settings, principal, name, service_name)
+    target = await target_for(database, settings, principal, name, service_name)
     if follow:
         follower, initial = await _start_follower(request, principal, target, tail, None)
         return Stream(
@@ -274,7 +271,7 @@ async def deployment_log_stream(
     # An id this stream never sent (another version's, a typo) starts over and says so:
     # an EventSource gives up for good on an error answer, so a 400 would end the page's logs.
     first_notes = [UNKNOWN_CURSOR_NOTE] if raw_id and resume is None else []
-    target = await _target(database, settings, principal, name, service_name)
+    target = await target_for(database, settings, principal, name, service_name)
     follower, initial = await _start_follower(request, principal, target, tail, resume)
     return Stream(
         _sse_logs(request, principal, target, follower, initial, first_notes),
@@ -345,40 +342,6 @@ async def _sse_logs(
         _release(follower, principal)
 
 
-@get("/api/deployments/{name:str}/metrics", guards=READS, responses=ERRORS)
-async def deployment_metrics(
-    request: Request[Any, Any, Any],
-    principal: CurrentPrincipal,
-    database: AppDatabase,
-    settings: AppSettings,
-    name: FromPath[str],
-    service_name: ServiceParam = None,
-) -> MetricsResponse:
-    """CPU and memory of the service's pods, summed, from the cluster's metrics.k8s.io API."""
-    target = await _target(database, settings, principal, name, service_name)
-    kube = kube_of(context_of(request.app.state))
-    metrics, pods = await asyncio.gather(
-        kube.pod_metrics(target.namespace, target.selector),
-        kube.list_pods(target.namespace, target.selector),
-        return_exceptions=True,
-    )
-    for result in (pods, metrics):
-        if isinstance(result, KubeUnavailable) and result.status == 0:
-            raise service.cluster_error(result)  # the API server itself is unreachable
-    if isinstance(metrics, KubeNotFound | KubeUnavailable):
-        raise Unavailable(
-            "The cluster serves no metrics API (metrics.k8s.io): install metrics-server, or wait until it is available",
-            "metrics_unavailable",
-        )
-    for result in (metrics, pods):
-        if isinstance(result, KubeError):
-            raise service.cluster_error(result)
-        if isinstance(result, BaseException):
-            raise result
-    assert isinstance(metrics, PodMetricsList) and isinstance(pods, PodList)
-    return service.metrics_summary(target, metrics, pods)
-
-
 @get("/api/deployments/{name:str}/events", guards=READS, responses=ERRORS)
 async def deployment_events(
     request: Request[Any, Any, Any],
@@ -389,7 +352,7 @@ async def deployment_events(
     limit: LimitParam = DEFAULT_EVENTS,
 ) -> EventsResponse:
     """Kubernetes events of the objects in the deployment's namespace, newest first."""
-    target = await _target(database, settings, principal, name, None)
+    target = await target_for(database, settings, principal, name, None)
     try:
         listing = await kube_of(context_of(request.app.state)).list_events(target.namespace)
     except KubeError as exc:
@@ -397,4 +360,5 @@ async def deployment_events(
     return service.events_out(target, listing, limit)
 
 
-ROUTES = [deployment_logs, deployment_log_stream, deployment_metrics, deployment_events]
+# The metrics route is in api/observe/metrics_routes.py.
+ROUTES = [deployment_logs, deployment_log_stream, deployment_events]

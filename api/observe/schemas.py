@@ -17,8 +17,37 @@ class LogsResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     statusMessage: str | None = None
 
 
+class MetricPoint(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One measurement of a service (a mean of several, past 6 h or in a long window)."""
+
+    time: str
+    cpuMillicores: float
+    memoryBytes: int
+    # Nothing was measured between the previous point and this one (the deployment was
+    # not Ready, or sampling stopped): a chart breaks its line here.
+    gapBefore: bool = False
+
+
+class ServiceSeries(msgspec.Struct, frozen=True):
+    service: str
+    points: list[MetricPoint]
+
+
+class MetricMarker(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Something a chart marks: `restart` (containers of a service restarted; `count`
+    restarts since the point before) or `revision` (an operation that changed the
+    deployment; `label` is its message)."""
+
+    time: str
+    kind: str
+    label: str
+    service: str | None = None
+    count: int | None = None
+
+
 class MetricsResponse(msgspec.Struct, frozen=True, omit_defaults=True):
-    """GET /api/deployments/{name}/metrics: usage summed over the service's pods."""
+    """GET /api/deployments/{name}/metrics: usage summed over the service's pods.
+    With `?window=`, also the stored samples of every service over that window."""
 
     cpuUsage: str
     memoryUsage: str
@@ -27,6 +56,12 @@ class MetricsResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     memoryBytes: int
     pods: int  # pods measured
     statusMessage: str | None = None
+    window: str | None = None  # "1h" | "6h" | "24h", only when asked for
+    windowStart: str | None = None
+    windowEnd: str | None = None
+    intervalSeconds: float | None = None  # how often the service samples
+    series: list[ServiceSeries] | None = None  # one per service measured in the window
+    markers: list[MetricMarker] | None = None  # oldest first
 
 
 class EventObject(msgspec.Struct, frozen=True):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth.authenticate import reauthenticate
@@ -15,10 +16,13 @@ from api.auth.guards import need
 from api.auth.principal import READ, Principal
 from api.deployments.tenancy import get_visible_deployment
 from api.errors import Internal, Invalid, NotFound, ServiceError, Unavailable
+from api.observe import series
 from api.observe.codec import short
 from api.observe.formats import format_cpu, format_memory, parse_quantity, parse_time_ns
 from api.observe.kube_models import EventList, KubeError, KubeUnavailable, PodList, PodMetricsList
 from api.observe.schemas import EventObject, EventOut, EventsResponse, MetricsResponse
+from persistence import metrics as metric_store
+from persistence import revisions
 from persistence.enums import DeploymentStatus
 from persistence.models import Deployment
 from programs.labels import LABEL_DEPLOYMENT, label_selector
@@ -45,6 +49,8 @@ class Target:
     selector: str
     status: str
     status_message: str | None
+    deployment_id: int = 0  # the row's id: its stored metrics hang off it
+    created_at: datetime | None = None
 
     def not_ready_note(self) -> str:
         what = f"service '{self.service}'" if self.service else f"deployment '{self.name}'"
@@ -79,6 +85,8 @@ def target_of(row: Deployment, settings: Settings, service: str | None) -> Targe
         selector=selector,
         status=row.status,
         status_message=message,
+        deployment_id=row.id,
+        created_at=row.created_at,
     )
 
 
@@ -140,6 +148,30 @@ def metrics_summary(target: Target, metrics: PodMetricsList, pods: PodList) -> M
         memoryBytes=int(memory),
         pods=len(metrics.items),
         statusMessage=note,
+    )
+
+
+def with_history(
+    db: Session, current: MetricsResponse, target: Target, window: str, interval_s: float, now: datetime
+) -> MetricsResponse:
+    """`current` with the window's stored samples of every service and their markers
+    (the deployment row's own revisions: one re-created under an old name shows none
+    of the old one's)."""
+    start = now - timedelta(seconds=series.WINDOWS[window])
+    samples = metric_store.samples_since(db, target.deployment_id, start)
+    marks = [
+        series.Revision(time=r.finished_at, kind="update", message=r.message)
+        for r in revisions.succeeded_since(db, target.deployment_id, start)
+        if r.finished_at is not None
+    ]
+    return msgspec.structs.replace(
+        current,
+        window=window,
+        windowStart=series.iso(start),
+        windowEnd=series.iso(now),
+        intervalSeconds=interval_s,
+        series=series.shape_series(samples, interval_s),
+        markers=series.markers(samples, marks),
     )
 
 

@@ -14,8 +14,8 @@ from alembic import context
 from persistence.base import Base
 from persistence.db import make_engine, normalize_url
 
-# Import for side effects: registers every table on Base.metadata for autogenerate.
-from persistence import drift, models  # noqa: F401  # isort: skip
+# Import for side effects: registers every table on Base.metadata for autogenerate and check.
+from persistence import drift, metrics, models, scheduler_tables  # noqa: F401  # isort: skip
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,6 @@ hostile one.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,17 +36,19 @@ def fake_hostile_registry(request: httpx.Request) -> httpx.Response:
 def test_a_registrys_error_text_shows_as_text(web_offline: Web, page: Any, shot: Shot) -> None:
     app = web_offline.app
     image = "registry.tenant.example/team/app:1.0.0"
-    with context_of(app.state).db.writes() as db, db.begin():
-        owner = db.scalar(select(User.id).where(User.name == USER))
-        db.add(Deployment(name="marked", owner_user_id=owner, template="image", image=image, status="Ready"))
-    stacks = Path(web_offline.settings.engine.stacks_dir)
-    stacks.mkdir(parents=True, exist_ok=True)
     config = {
         "shipstack:template": "image",
         "shipstack:image": image,
         "shipstack:autoUpdate": msgspec.json.encode(AutoUpdate(enabled=True, policy="patch")).decode(),
     }
-    (stacks / "Pulumi.marked.yaml").write_text(yaml.safe_dump({"config": config}))
+    with context_of(app.state).db.writes() as db, db.begin():
+        owner = db.scalar(select(User.id).where(User.name == USER))
+        db.add(
+            Deployment(
+                name="marked", owner_user_id=owner, template="image", image=image, status="Ready",
+                stack_config=yaml.safe_dump({"config": config}),
+            )
+        )  # fmt: skip
     client = RegistryClient(transport=httpx.MockTransport(fake_hostile_registry))
     assert Poller(web_offline.settings, context_of(app.state).db.writes, client).poll().errors == 1
 

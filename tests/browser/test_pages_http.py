@@ -53,7 +53,12 @@ def test_anonymous_visitors_are_sent_to_sign_in(client: TestClient[Any]) -> None
     client.cookies.clear()
     r = client.get("/login?next=//evil.example/")
     assert r.status_code == 200 and 'name="next" value="/deployments"' in r.text
-    for asset, kind in (("/static/shipstack.js", "javascript"), ("/static/shipstack.css", "css")):
+    assets = (
+        ("/static/shipstack.js", "javascript"),
+        ("/static/charts.js", "javascript"),
+        ("/static/shipstack.css", "css"),
+    )
+    for asset, kind in assets:
         r = client.get(asset)
         assert r.status_code == 200 and kind in r.headers["content-type"]
 

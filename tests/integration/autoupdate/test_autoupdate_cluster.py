@@ -147,7 +147,11 @@ def test_a_rollout_that_never_becomes_ready_is_rolled_back_and_never_retried(
     }
     good = f"{registry.host}/apps/bad:1.0.0@{digests['1.0.0']}"
     quick = settings.with_database(database_url)
-    quick = msgspec.structs.replace(quick, engine=msgspec.structs.replace(quick.engine, rollout_timeout_s=30))
+    quick = msgspec.structs.replace(
+        quick,
+        engine=msgspec.structs.replace(quick.engine, rollout_timeout_s=30),
+        registry=Settings.from_env(registry.client_env()).registry,
+    )
     with running_service(quick) as service:
         r = service.client.post(
             "/api/deployments/deploy-image", json={"image": good, "name": "autobad", "containerPort": 8080},

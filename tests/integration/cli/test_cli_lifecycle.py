@@ -96,11 +96,11 @@ def test_a_deployment_from_login_to_rm(http_service: HttpService, cli: Cli, kube
     assert kube.env(NS, "nginx") == {"GREETING": "hello"}
     assert "rollback to revision 1" in cli("history", NAME).out.splitlines()[1]
 
-    # A rollback to a revision that does not exist: the operation fails, exit 1.
+    # A rollback to a revision that does not exist: refused before anything is queued (404, exit 3).
     r = cli("rollback", NAME, "99")
-    assert r.code == 1
-    assert f"error: rollback {NAME} to revision 99 failed" in r.err and "revision 99 does not exist" in r.err
-    assert f"hint: `shipstack status {NAME}`" in r.err
+    assert r.code == 3
+    assert f"error: Deployment '{NAME}' has no revision 99; its revisions are 1 to" in r.err
+    assert "(revision_not_found, HTTP 404)" in r.err
 
     pods_before = kube.running_pods(NS)
     r = cli("restart", NAME)

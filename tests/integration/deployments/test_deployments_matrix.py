@@ -42,8 +42,9 @@ ROUTES: list[tuple[str, str, dict | None, dict[str, int]]] = [
      {"right": 200, "read_only": 403, "other_user": 404, "other_team": 404}),
     ("GET", f"/api/deployments/{D}/history", None,
      {"right": 200, "read_only": 200, "other_user": 404, "other_team": 404}),
+    # Never deployed, so it has no revision 1 to go back to (404 revision_not_found).
     ("POST", f"/api/deployments/{D}/rollback", {"version": 1},
-     {"right": 200, "read_only": 403, "other_user": 404, "other_team": 404}),
+     {"right": 404, "read_only": 403, "other_user": 404, "other_team": 404}),
     # Never deployed, so the right key learns there is nothing to diff against yet.
     ("POST", f"/api/deployments/{D}/preview", {"configData": {"A": "2"}},
      {"right": 409, "read_only": 403, "other_user": 404, "other_team": 404}),

@@ -317,7 +317,11 @@ async def _stream_follows_restart(base: str, h: dict[str, str], name: str, c: An
             # The old pod leaves the stream (and its cursor) once it is gone; the new
             # one joins, and its lines keep coming.
             await until(lambda: removed in seen and added in seen and len(lines_of(new_pod)) >= 2, 60, "the new pod")
-            last = [e for e in seen if e["event"] == "line"][-1]
+            # Lines sent in the same batch as the removal still carry the old cursor;
+            # the first line after it must not.
+            after_removal = lambda: [e for e in seen[seen.index(removed) :] if e["event"] == "line"]  # noqa: E731
+            await until(lambda: bool(after_removal()), 60, "a line after the old pod left")
+            last = after_removal()[-1]
             assert last["pod"] != old_pod and new_pod in last["id"] and old_pod not in last["id"]
             numbers = [request_number(e["line"]) for e in lines_of(new_pod)]
             assert numbers == sorted(set(numbers)), "no line of the new pod twice, in order"

@@ -51,7 +51,8 @@ def test_a_redis_deployment_is_confined_and_password_protected(settings: Setting
     )
     env = fill_generated_env(load_catalog()["redis"], {}, secrets.SystemRandom())
     spec = DeploymentSpec(name=name, template="redis", base_domain=settings.service.base_domain, env=env)
-    applied = engine.apply(settings, spec, "create redis", previous=None, create=True)
+    config = engine.render_config(settings, spec, None)
+    applied = engine.apply(settings, spec, "create redis", config=config, create=True)
     try:
         # NetworkPolicy: every pod isolated; in only from its own namespace (redis is not
         # public, so not even the ingress controller); out not to private ranges.
@@ -112,7 +113,7 @@ def test_a_foreign_namespace_is_never_adopted(settings: Settings) -> None:
     try:
         spec = DeploymentSpec(name=name, template="nginx", base_domain=settings.service.base_domain)
         with pytest.raises(NamespaceNotOwnedError) as refused:
-            engine.apply(settings, spec, "create nginx", previous=None, create=True)
+            engine.apply(settings, spec, "create nginx", config=engine.render_config(settings, spec, None), create=True)
         message = str(refused.value)
         assert f"namespace {namespace} already exists and is not created by shipstack" in message
         assert "delete that namespace if it is unused, or deploy under another name" in message

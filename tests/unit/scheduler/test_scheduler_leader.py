@@ -1,14 +1,13 @@
 """scheduler.leader and scheduler.jobs: exactly one active scheduler per database.
 
 Runs on SQLite (a file, several connections) and on PostgreSQL when the run has
-one (tests/conftest.py starts a throwaway server).
+one (tests/conftest.py starts a throwaway server; `engine` is in conftest.py here).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,23 +16,9 @@ from sqlalchemy import Engine
 
 from persistence.base import utcnow
 from persistence.db import make_engine, migrate, session_factory
-from scheduler.jobs import DRIFT_JOB_ID, JOB_ID, AutoUpdateScheduler
+from scheduler.jobs import DRIFT_JOB_ID, JOB_ID, METRICS_JOB_ID, AutoUpdateScheduler
 from scheduler.leader import LeaderLease
 from stacks.settings import SchedulerSettings, Settings
-
-
-@pytest.fixture
-def db_url(database_url: str) -> str:
-    """SQLite and PostgreSQL: the suite's `database_url` (tests/conftest.py)."""
-    return database_url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 class Clock:
@@ -143,7 +128,7 @@ def test_only_the_leader_runs_the_scheduled_poll(db_url: str, tmp_path: Path) ->
         assert drift_ticks["first"] >= 2 and drift_ticks["second"] == 0  # the drift job runs in the leader only
         with eng.connect() as conn:
             jobs = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs").scalars().all()
-        assert sorted(jobs) == sorted([JOB_ID, DRIFT_JOB_ID])
+        assert sorted(jobs) == sorted([JOB_ID, DRIFT_JOB_ID, METRICS_JOB_ID])
 
         first.stop()  # releases the lease
         wait_for(lambda: second.is_leader, 5)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.settings import DEFAULT_PASSPHRASE, VARIABLES, Settings, SettingsError
+from stacks.settings import Settings, SettingsError
+from stacks.variables import DEFAULT_PASSPHRASE, VARIABLES
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 ROW = re.compile(r"^\| `([A-Z_]+)` \| (.*?) \| (.*) \|$")
