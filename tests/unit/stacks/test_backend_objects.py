@@ -18,6 +18,7 @@ from sqlalchemy import make_url
 
 from stacks import backend_store, history_prune, locks
 from stacks.settings import Settings
+from tests.concurrent import errors_when_run_at_once
 
 SCHEMA = "CREATE TABLE pulumi_state (key TEXT PRIMARY KEY, data JSON NOT NULL, updated_at TIMESTAMPTZ DEFAULT now())"
 LOCK = json.dumps({"pid": 1, "username": "root", "hostname": "elsewhere", "timestamp": "2026-01-01T00:00:00Z"})
@@ -119,8 +120,6 @@ def test_history_is_pruned_to_the_newest_updates(backend: Backend, tmp_path: Pat
 def test_pulumis_table_is_made_once_whoever_comes_first() -> None:
     """On an empty database several processes' first operations at once: the table is
     made once (Pulumi's own CREATE ... IF NOT EXISTS fails one of two racers)."""
-    import threading
-
     base = os.environ.get("SHIPSTACK_TEST_POSTGRES_URL")
     if not base:
         pytest.skip("no PostgreSQL server for this run")
@@ -129,20 +128,7 @@ def test_pulumis_table_is_made_once_whoever_comes_first() -> None:
     with fresh_database(base) as url:
         u = make_url(url)
         backend = f"postgres://{u.username}@{u.host}:{u.port}/{u.database}?sslmode=disable"
-        errors: list[BaseException] = []
-
-        def first_use() -> None:
-            try:
-                backend_store.prepare(backend)
-            except BaseException as exc:
-                errors.append(exc)
-
-        racers = [threading.Thread(target=first_use) for _ in range(6)]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join()
-        assert errors == []
+        assert errors_when_run_at_once(lambda: backend_store.prepare(backend), 6) == []
         conninfo = u.set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(conninfo) as conn:
             query = ("SELECT column_name FROM information_schema.columns WHERE table_name = 'pulumi_state' "
