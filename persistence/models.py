@@ -243,3 +243,18 @@ class Revision(Base):
     operation_id: Mapped[str | None] = mapped_column(String(36))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class Worker(Base):
+    """A process that runs operations, and its lease: alive while `heartbeat_at` is
+    recent (persistence.workers.LEASE). `host` and `pid` are for people reading the
+    table; liveness is never judged by them (a pid means nothing on another host, and
+    containers reuse host names and pids)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

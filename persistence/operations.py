@@ -9,12 +9,13 @@ lock at BEGIN: see `session_factory(immediate=True)`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from persistence import workers
 from persistence.base import utcnow
 from persistence.enums import ACTIVE, FINISHED, DeploymentStatus, OperationKind, OperationStatus
 from persistence.models import Deployment, Operation
@@ -78,8 +79,9 @@ def claim_next(
     the deltas queued on one deployment, applied together by one update.
 
     Runnable: queued, the oldest queued one of its deployment, no operation of that
-    deployment running, and its tenant (team, or user) running fewer than
-    `tenant_limit` operations, so one tenant's long queue cannot take every worker.
+    deployment running (anywhere), and its tenant (team, or user) running fewer than
+    `tenant_limit` operations in this worker (`owner`), so one tenant's long queue
+    cannot take every thread of any worker, however many workers there are.
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent
     claimers on other hosts pass each other by. Call inside a transaction.
     """
@@ -87,7 +89,8 @@ def claim_next(
     busy = {op.deployment_name for op in running} | set(skip)
     per_tenant: dict[str, int] = {}
     for op in running:
-        per_tenant[tenant_of(op)] = per_tenant.get(tenant_of(op), 0) + 1
+        if op.claimed_by == owner:
+            per_tenant[tenant_of(op)] = per_tenant.get(tenant_of(op), 0) + 1
     candidates = session.scalars(
         select(Operation)
         .where(Operation.status == OperationStatus.QUEUED)
@@ -182,28 +185,38 @@ def fail(session: Session, op_id: str, reason: str) -> None:
 
 
 def interrupted(session: Session, *, stale_before: datetime) -> list[Operation]:
-    """Running operations whose worker stopped renewing them (a process that died or
-    was cut off, on any host): their heartbeat is older than `stale_before`."""
-    return list(
-        session.scalars(
-            select(Operation).where(Operation.status == OperationStatus.RUNNING, Operation.heartbeat_at < stale_before)
-        )
-    )
+    """Running operations nobody carries on any more: their worker's lease expired (a
+    process that died or was cut off, on any host), or the operation itself stopped
+    being renewed (its worker lives but lost track of it, say a failed final write)."""
+    orphaned = Operation.claimed_by.is_(None) | Operation.claimed_by.not_in(workers.live_ids())
+    stale = Operation.heartbeat_at.is_(None) | (Operation.heartbeat_at < stale_before)
+    query = select(Operation).where(Operation.status == OperationStatus.RUNNING, orphaned | stale)
+    return list(session.scalars(query.order_by(Operation.created_at)))
 
 
-def requeue(session: Session, op: Operation, payload: dict[str, Any], message: str) -> None:
-    session.execute(
-        update(Operation)
-        .where(Operation.id == op.id, Operation.status == OperationStatus.RUNNING)
-        .values(
-            status=OperationStatus.QUEUED,
-            claimed_by=None,
-            started_at=None,
-            heartbeat_at=None,
-            payload=payload,
-            message=message,
-        )
-    )
+def requeue(
+    session: Session, op: Operation, payload: dict[str, Any], message: str, *, token: str | None = None
+) -> bool:
+    """Puts a running operation back in the queue with a new payload (its place, by
+    `created_at`, stays); with `token`, only while that claim holds it."""
+    running = (Operation.id == op.id) & (Operation.status == OperationStatus.RUNNING)
+    where = _fenced([op.id], token) if token else running
+    values = dict(status=OperationStatus.QUEUED, claimed_by=None, claim_token=None, started_at=None,
+                  heartbeat_at=None, payload=payload, message=message)  # fmt: skip
+    return session.execute(update(Operation).where(where).values(**values)).rowcount == 1
+
+
+def unclaim(session: Session, op_ids: list[str], token: str) -> None:
+    """Gives a claim back untouched (its stack is busy elsewhere): the operations are
+    queued again where they were, with the payloads they had."""
+    values = dict(status=OperationStatus.QUEUED, claimed_by=None, claim_token=None, started_at=None, heartbeat_at=None)
+    session.execute(update(Operation).where(_fenced(op_ids, token)).values(**values))
+
+
+def holds(session: Session, op_ids: list[str], token: str) -> bool:
+    """True while every one of `op_ids` is still running under `token`."""
+    held = session.scalars(select(Operation.id).where(_fenced(op_ids, token))).all()
+    return len(held) == len(op_ids)
 
 
 def fail_queued(session: Session, deployment_name: str, reason: str) -> None:
@@ -258,4 +271,4 @@ def deployments_stuck_deleting(session: Session) -> list[Deployment]:
 
 
 # Heartbeats come every 10 s; three missed and the operation is re-driven elsewhere.
-STALE_AFTER = timedelta(seconds=30)
+STALE_AFTER = workers.LEASE

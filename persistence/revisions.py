@@ -54,6 +54,11 @@ def get(session: Session, deployment_id: int, number: int) -> Revision | None:
     return session.scalar(query)
 
 
+def latest(session: Session, deployment_id: int) -> Revision | None:
+    query = select(Revision).where(Revision.deployment_id == deployment_id).order_by(Revision.number.desc()).limit(1)
+    return session.scalar(query)
+
+
 def succeeded_since(session: Session, deployment_id: int, since: datetime) -> Sequence[Revision]:
     """Revisions that succeeded and finished at or after `since`, oldest first: a chart's marks."""
     query = select(Revision).where(

@@ -2,9 +2,10 @@
 destroy, read history and recover after a crash.
 
 Each function is blocking (the Automation API is) and is called from a worker thread,
-never on the event loop. The whole spec goes into stack config (`programs.spec`), so
-Pulumi's update history is the revision history and rollback is "apply revision N's
-config". The config file's text is handed in and out (`stacks.stackconfig`): callers
+never on the event loop. The whole spec goes into stack config (`programs.spec`); the
+database keeps each update's config as a revision, so rollback is "apply revision N's
+config" and the backend keeps only a short history (stacks.history_prune). The config
+file's text is handed in and out (`stacks.stackconfig`): callers
 keep it in the database, and each operation renders it into a private file of its
 own, so no two operations (two previews of one deployment, say) share a file and no
 secret is ever on a command line. An operation starts one pulumi process (a new
@@ -14,6 +15,7 @@ stack's `stack init` aside; `stacks.oneshot`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -26,13 +28,14 @@ from pulumi import automation as auto
 from programs.deployment import outputs_for, program_from_config
 from programs.spec import KEY_AWAIT_TIMEOUT, DeploymentSpec, config_to_spec, spec_to_config
 from programs.templates import load_catalog, resolve_services
-from stacks import locks, ownership, stackconfig, workspace
+from stacks import history_prune, locks, ownership, stackconfig, workspace
 from stacks.events import Collector, EngineError, OnEvent, Step
 from stacks.oneshot import OneShotStack
 from stacks.settings import Settings
 
 # Keys that are not part of the deployment's spec: they describe where it runs.
 KUBECONFIG_KEY = "shipstack:kubeconfig"
+log = logging.getLogger("shipstack.engine")
 DEFAULT_PROVIDERS_KEY = "pulumi:disable-default-providers"
 
 __all__ = ["EngineError", "OnEvent", "Step"]
@@ -139,11 +142,15 @@ def apply(
             stack.workspace.create_stack(spec.name)
     text = config
     collector = Collector(on_event)
-    with config_file(spec.name, text) as path:
+    with config_file(spec.name, text) as path, locks.cleanup_after(settings, spec.name):
         try:
             stack.up_once(collector, message=message, config_file=path, color="never", refresh=refresh)
         except auto.errors.CommandError as exc:
             raise collector.error(exc) from exc
+    try:
+        history_prune.prune(settings, spec.name)
+    except Exception:  # the update succeeded; a longer history in the backend is harmless
+        log.warning("pruning the backend history of %s failed", spec.name, exc_info=True)
     changed = any(k != "same" and v for k, v in collector.changes.items())
     return ApplyResult(ingresses=ingresses_of(spec), changes=collector.changes, changed=changed, config=text)
 
@@ -173,7 +180,7 @@ def destroy(settings: Settings, name: str, current: str | None, on_event: OnEven
     stack = _stack(settings, name)
     collector = Collector(on_event)
     try:
-        with config_file(name, current) as path:
+        with config_file(name, current) as path, locks.cleanup_after(settings, name):
             stack.destroy_once(collector, message="delete", config_file=path, color="never")
     except auto.errors.StackNotFoundError:
         return  # never created (a create that failed before `stack init`)
@@ -207,15 +214,15 @@ def history(settings: Settings, name: str) -> list[Revision]:
     ]
 
 
-def recover(settings: Settings, name: str, current: str | None) -> None:
-    """Clears what a killed `up` left behind: the backend lock and pending operations.
-
-    Called only for stacks whose operation this service had claimed and whose
-    process is gone, so no live update can be holding the lock.
-    """
-    locks.release_stale(settings, name)
+def recover(settings: Settings, name: str, current: str | None, *, holder_dead: bool) -> None:
+    """Clears what an interrupted operation left behind: the backend lock (only if the
+    worker that ran it is dead: `holder_dead`; else locks.StackBusy) and pending
+    operations in the state. Called with the stack's lock held (stacks.stacklock)."""
+    locks.clear_left_over(settings, name, holder_dead=holder_dead)
     stack = _stack(settings, name)
-    with config_file(name, current) as path, contextlib.suppress(auto.errors.CommandError):
+    # A failed refresh is left for the operation's own command to report.
+    suppress = contextlib.suppress(auto.errors.CommandError)
+    with config_file(name, current) as path, suppress, locks.cleanup_after(settings, name):
         stack.refresh_once(
             Collector(None), clear_pending_creates=True, message="recover after interrupted operation",
             config_file=path, color="never",

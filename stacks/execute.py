@@ -9,12 +9,16 @@ what happened to it and which update applied it.
 
 Every write of the outcome is fenced: a worker presumed dead, whose operations
 another worker has re-run, finds its claim gone and writes nothing.
+
+"No change" is judged against what the last successful update applied (the config of
+record, which only a success replaces), and only while the stack is known to hold it:
+after an interrupted or failed update the cluster may hold anything, so the target is
+applied again even when it equals the record.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,7 +27,7 @@ import msgspec
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
-from persistence import revisions
+from persistence import revisions, workers
 from persistence.base import utcnow
 from persistence.billing import record_billing_event
 from persistence.enums import DeploymentStatus, OperationKind
@@ -31,16 +35,16 @@ from persistence.models import Deployment, Operation
 from programs.describe import describe_change
 from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
-from stacks import drift_runs, engine, sealing
+from stacks import drift_runs, engine, locks, redrive, sealing
 from stacks.changes import Change, apply_change, with_placement
+from stacks.progress import BatchProgress, Publish
 from stacks.settings import Settings
+from stacks.stacklock import Held
 
 log = logging.getLogger("shipstack.runner")
-PROGRESS_KEEP = 300  # events kept per operation in the database
-FLUSH_EVERY_S = 1.0
 MESSAGE_LIMIT = 1000
+APPLY_AGAIN = "apply the spec of record again: the last update did not finish"
 
-Publish = Callable[[str, dict[str, Any] | None], None]
 OnFailed = Callable[[str, str, dict[str, Any], str], object]
 
 
@@ -59,18 +63,27 @@ class Plan(msgspec.Struct, frozen=True):
 
 class Executor:
     def __init__(
-        self, settings: Settings, sessions: sessionmaker[Session], publish: Publish, on_failed: OnFailed | None
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        publish: Publish,
+        on_failed: OnFailed | None,
+        *,
+        worker_id: str,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.publish = publish
         self.on_failed = on_failed
+        self.worker_id = worker_id
 
     # --- the batch -------------------------------------------------------------
 
-    def run(self, batch: list[Operation], token: str) -> None:
+    def run(self, batch: list[Operation], token: str, held: Held) -> bool:
+        """Carries the batch out under its stack's lock `held`; False when it went back
+        to the queue instead (the stack is still busy elsewhere, or the lock was lost)."""
         leader = batch[0]
-        progress = _Progress(self, batch, token)
+        progress = BatchProgress(self.sessions, self.publish, [op.id for op in batch], token)
         payloads = [sealing.unseal(dict(op.payload or {}), self.settings.engine.passphrase) for op in batch]
         try:
             row = self._row(leader)
@@ -78,7 +91,8 @@ class Executor:
             # A drift check holds no lock and leaves nothing pending; and recovery's
             # refresh would accept into the state the very drift it is to find.
             if payloads[0].get("recover") and leader.kind != OperationKind.DRIFT_CHECK:
-                engine.recover(self.settings, leader.deployment_name, config)
+                dead = self._holder_dead(payloads[0].get("interrupted_by"))
+                engine.recover(self.settings, leader.deployment_name, config, holder_dead=dead)
             if leader.kind == OperationKind.DELETE:
                 self._delete(leader, token, config, progress)
             elif leader.kind == OperationKind.DRIFT_CHECK:
@@ -91,10 +105,39 @@ class Executor:
                 self._apply(batch, payloads, token, row, progress)
         except ClaimLost:
             log.warning("operation %s was re-run by another worker; its outcome here is dropped", leader.id)
-        except _UpdateFailed as failed:
-            self._failed(batch, payloads, token, failed.error, progress, failed.update)
+        except locks.StackBusy:
+            with self.sessions() as s, s.begin():
+                ops.unclaim(s, [op.id for op in batch], token)
+            return False
         except Exception as exc:
-            self._failed(batch, payloads, token, exc, progress)
+            if held.lost:  # pulumi was stopped because another worker may take the stack over
+                self._interrupted(batch, token)
+                return False
+            if isinstance(exc, _UpdateFailed):
+                self._failed(batch, payloads, token, exc.error, progress, exc.update)
+            else:
+                self._failed(batch, payloads, token, exc, progress)
+        return True
+
+    def _holder_dead(self, holder: str | None) -> bool:
+        """Whether the worker that ran an interrupted operation is dead: ourselves (we
+        hold the stack's lock, so no pulumi of ours runs on it), or its lease expired."""
+        if holder == self.worker_id:
+            return True
+        with self.sessions() as s:
+            return not workers.is_alive(s, holder)
+
+    def _interrupted(self, batch: list[Operation], token: str) -> None:
+        """Our lock on the stack was lost mid-run and its pulumi killed: the batch is
+        queued again to resume (by whoever holds the stack next), fenced by our claim."""
+        log.warning("lost the lock of stack %s while running it; queued again", batch[0].deployment_name)
+        with self.sessions() as s, s.begin():
+            if not ops.holds(s, [op.id for op in batch], token):
+                return  # already re-driven by another worker
+            for op in batch:
+                fresh = s.get(Operation, op.id, populate_existing=True)
+                if fresh is not None:
+                    redrive.requeue_interrupted(s, fresh, by=self.worker_id, token=token)
 
     def _row(self, op: Operation) -> Deployment | None:
         with self.sessions() as s:
@@ -108,7 +151,7 @@ class Executor:
         payloads: list[dict[str, Any]],
         token: str,
         row: Deployment | None,
-        progress: _Progress,
+        progress: BatchProgress,
     ) -> None:
         leader = batch[0]
         if row is None:
@@ -122,9 +165,10 @@ class Executor:
             message = drift_runs.reconcile_message(self.sessions, row.id)
             plan = Plan(target=self._placed(current), message=message, notes={})
         else:
-            plan = self.plan(batch, payloads, current, row.id)
+            holds_record = not payloads[0].get("recover") and self._last_update_succeeded(row.id)
+            plan = self.plan(batch, payloads, current, row.id, applied=holds_record)
         if plan.target is None:
-            self._finish_unchanged(batch, token, plan, progress)
+            self._finish_unchanged(batch, token, plan, progress, row.id)
             return
         self._set_status(row.id, DeploymentStatus.PROVISIONING, plan.message)
         config = engine.render_config(self.settings, plan.target, row.stack_config)
@@ -164,11 +208,24 @@ class Executor:
             return None
         return bool(report.objects)
 
+    def _last_update_succeeded(self, deployment_id: int) -> bool:
+        with self.sessions() as s:
+            last = revisions.latest(s, deployment_id)
+        return last is None or last.result == "succeeded"
+
     def plan(
-        self, batch: list[Operation], payloads: list[dict[str, Any]], current: DeploymentSpec | None, row_id: int
+        self,
+        batch: list[Operation],
+        payloads: list[dict[str, Any]],
+        current: DeploymentSpec | None,
+        row_id: int,
+        *,
+        applied: bool = True,
     ) -> Plan:
         """The spec after every operation of the batch, in order; a create carries its
-        whole spec (validated by the API)."""
+        whole spec (validated by the API). `applied`: the stack is known to hold
+        `current` (the last update succeeded and none was interrupted since); only then
+        may a target equal to it skip the update."""
         if current is None:
             if "spec" not in payloads[0]:
                 raise engine.EngineError(f"deployment {batch[0].deployment_name} has no configuration yet")
@@ -197,11 +254,13 @@ class Executor:
             if spec != before:
                 messages.append(note)
         target = self._placed(spec)
-        if target == current:
+        if target == current and applied:
             return Plan(target=None, message="no change: the spec already matches", notes=notes)
         message = messages[0] if len(messages) == 1 else f"{len(messages)} changes: " + "; ".join(messages)
         if not messages:
-            message = describe_change(current, target)  # the placement alone moved (the operator's settings)
+            # The placement alone moved (the operator's settings), or the stack must be
+            # brought back to the spec of record.
+            message = describe_change(current, target) if target != current else APPLY_AGAIN
         return Plan(target=target, message=message[:MESSAGE_LIMIT], notes=notes)
 
     def _revision_spec(self, deployment_id: int, number: int) -> DeploymentSpec:
@@ -221,7 +280,7 @@ class Executor:
         service = self.settings.service
         return with_placement(spec, service.base_domain, service.ingress_controller, self.settings.tenancy)
 
-    def _delete(self, op: Operation, token: str, config: str | None, progress: _Progress) -> None:
+    def _delete(self, op: Operation, token: str, config: str | None, progress: BatchProgress) -> None:
         engine.destroy(self.settings, op.deployment_name, config, progress.on_event)
         with self.sessions() as s, s.begin():
             if not ops.finish(
@@ -247,9 +306,18 @@ class Executor:
             if not ops.finish(s, op.id, token, ok=True, message=message, result=result, progress=items):
                 raise ClaimLost(op.id)
 
-    def _finish_unchanged(self, batch: list[Operation], token: str, plan: Plan, progress: _Progress) -> None:
+    def _finish_unchanged(
+        self, batch: list[Operation], token: str, plan: Plan, progress: BatchProgress, deployment_id: int
+    ) -> None:
+        """Nothing to apply, and the stack holds the spec of record: the deployment is
+        what its last update made it, Ready (whatever an earlier failure before any
+        update, a missing rollback revision say, had said)."""
         with self.sessions() as s, s.begin():
             self._finish_all(s, batch, token, plan, {"changed": False}, progress.items)
+            dep = s.get(Deployment, deployment_id)
+            if dep is not None and dep.status != DeploymentStatus.DELETING:
+                dep.status = DeploymentStatus.READY
+                dep.status_message = dep.last_error = None
 
     def _failed(
         self,
@@ -257,7 +325,7 @@ class Executor:
         payloads: list[dict[str, Any]],
         token: str,
         exc: Exception,
-        progress: _Progress,
+        progress: BatchProgress,
         update: _Update | None = None,
     ) -> None:
         leader = batch[0]
@@ -317,28 +385,3 @@ class _UpdateFailed(Exception):
         super().__init__(str(error))
         self.update = update
         self.error = error
-
-
-class _Progress:
-    """Engine events of a batch: published live to every operation of it, and saved
-    (the last PROGRESS_KEEP) on the leader about once a second."""
-
-    def __init__(self, executor: Executor, batch: list[Operation], token: str) -> None:
-        self.executor = executor
-        self.ids = [op.id for op in batch]
-        self.token = token
-        self.items: list[dict[str, Any]] = []
-        self.last_flush = time.monotonic()
-
-    def on_event(self, item: dict[str, Any]) -> None:
-        self.items.append(item)
-        del self.items[:-PROGRESS_KEEP]
-        for op_id in self.ids:
-            self.executor.publish(op_id, item)
-        if time.monotonic() - self.last_flush > FLUSH_EVERY_S:
-            self.last_flush = time.monotonic()
-            try:
-                with self.executor.sessions() as s, s.begin():
-                    ops.save_progress(s, self.ids[0], self.token, list(self.items))
-            except Exception:
-                log.exception("saving progress failed")

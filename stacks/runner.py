@@ -3,13 +3,17 @@ operation queue, in this process or in any number of processes on any hosts shar
 the database.
 
 Each worker claims a batch (one deployment's queued operations, `persistence.
-operations.claim_next`) under a fresh claim token, carries it out (`stacks.execute`)
-and records the outcome fenced by that token. Engine events become the operations'
-progress, kept in the database (for other processes and after the fact) and pushed to
-in-process listeners (for live event streams). Operations being run are renewed every
-HEARTBEAT_EVERY_S; in the same rhythm any live runner re-drives operations whose
-heartbeat stopped (their worker died, on whatever host) and retries a delete that
-failed halfway.
+operations.claim_next`) under a fresh claim token, takes the stack's lock (`stacks.
+stacklock`: one pulumi per stack across every host; a stack still held elsewhere gives
+the batch back to the queue), carries it out (`stacks.execute`) and records the outcome
+fenced by that token. Engine events become the operations' progress, kept in the
+database (for other processes and after the fact) and pushed to in-process listeners
+(for live event streams).
+
+The runner is a worker with a lease (`persistence.workers`, a row named by a random
+id). Every HEARTBEAT_EVERY_S it renews the lease and the operations it runs, and
+re-drives the operations of dead workers (`stacks.redrive`), so a worker's death is
+repaired by any live one within the lease and one heartbeat (40 s).
 """
 
 from __future__ import annotations
@@ -19,22 +23,23 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence import operations as ops
-from persistence.base import utcnow
-from persistence.enums import DeploymentStatus, OperationKind
+from persistence import workers as leases
 from persistence.models import Deployment, Operation
-from stacks import legacy
+from stacks import children, legacy, redrive, stacklock
 from stacks.execute import Executor, OnFailed
 from stacks.settings import Settings
 
 log = logging.getLogger("shipstack.runner")
-MAX_ATTEMPTS = 3
 HEARTBEAT_EVERY_S = 10.0
+# A stack found busy elsewhere is not claimed again by this runner for this long.
+BUSY_RETRY_S = 3.0
 
 
 class Runner:
@@ -48,24 +53,32 @@ class Runner:
         self.settings = settings
         self.sessions = sessions
         self.workers = workers or settings.service.workers
-        # One tenant (a team, or a user) may run at most this many operations at once,
-        # so its long queue never holds every worker.
+        # One tenant (a team, or a user) may run at most this many operations at once in
+        # this runner, so its long queue never holds every thread of it.
         self.tenant_limit = max(1, self.workers - 1)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # The worker's id, its lease row's key and every claim's `claimed_by`.
+        self.owner = str(uuid.uuid4())
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.stack_locks = stacklock.for_engine(sessions.kw["bind"])
         # Called as (kind, deployment, payload, error) after a failure is recorded; the
         # scheduler's automatic rollback of a failed auto-update hangs here, so that
         # stacks never imports scheduler.
-        self.executor = Executor(settings, sessions, self._publish, on_failed)
+        self.executor = Executor(settings, sessions, self._publish, on_failed, worker_id=self.owner)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, tuple[str, str]] = {}  # op id -> (deployment name, claim token)
+        self._busy_until: dict[str, float] = {}  # deployment name -> monotonic time
         self._lock = threading.Lock()
         self._listeners: dict[str, list[queue.SimpleQueue[dict[str, Any] | None]]] = {}
+        self._started = False
 
     # --- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
+        with self.sessions() as s, s.begin():
+            leases.register(s, self.owner, self.host, self.pid)
+        self._started = True
         self.import_legacy_configs()
         self.recover()
         for i in range(self.workers):
@@ -82,6 +95,15 @@ class Runner:
         self._wake.set()
         for t in self._threads:
             t.join(timeout)
+        # With nothing left running the lease ends now, so nobody waits for it to
+        # expire; a pulumi still running keeps it (no more renewals) until it expires,
+        # so no other worker removes that pulumi's backend lock while it may live.
+        if self._started and not any(t.is_alive() for t in self._threads):
+            try:
+                with self.sessions() as s, s.begin():
+                    leases.retire(s, self.owner)
+            except Exception:
+                log.warning("could not end this worker's lease; it expires by itself", exc_info=True)
 
     def notify(self) -> None:
         """Wakes a worker now rather than at its next poll."""
@@ -116,29 +138,8 @@ class Runner:
     # --- recovery ----------------------------------------------------------
 
     def recover(self) -> None:
-        """Re-queues operations whose worker stopped renewing them; retries lost deletes."""
-        with self.sessions() as s, s.begin():
-            for op in ops.interrupted(s, stale_before=utcnow() - ops.STALE_AFTER):
-                self._requeue(s, op)
-            for dep in ops.deployments_stuck_deleting(s):
-                log.warning("deployment %s was left half-deleted; retrying the delete", dep.name)
-                ops.enqueue(s, dep, OperationKind.DELETE, {}, "retry an interrupted delete")
-
-    def _requeue(self, s: Session, op: Operation) -> None:
-        payload = dict(op.payload or {})
-        attempt = int(payload.get("attempt", 1)) + 1
-        if attempt > MAX_ATTEMPTS:
-            reason = f"{op.kind} was interrupted {MAX_ATTEMPTS} times; giving up"
-            ops.fail(s, op.id, reason)
-            dep = s.get(Deployment, op.deployment_id) if op.deployment_id is not None else None
-            if dep is not None:
-                deleting = op.kind == OperationKind.DELETE or dep.status == DeploymentStatus.DELETING
-                dep.status = DeploymentStatus.DELETING if deleting else DeploymentStatus.ERROR
-                dep.last_error = dep.status_message = reason
-            return
-        payload.update(attempt=attempt, recover=True)
-        log.warning("operation %s (%s %s) was interrupted; queued again", op.id, op.kind, op.deployment_name)
-        ops.requeue(s, op, payload, f"{op.kind} interrupted (its worker stopped); resuming")
+        """Re-queues operations of dead workers; retries lost deletes."""
+        redrive.recover(self.sessions)
 
     def import_legacy_configs(self) -> None:
         """Deployments of the single-machine layout get their config of record and
@@ -166,8 +167,11 @@ class Runner:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
+            name = batch[0].deployment_name
             try:
-                self.executor.run(batch, token)
+                if not self._run_locked(batch, token):
+                    with self._lock:
+                        self._busy_until[name] = time.monotonic() + BUSY_RETRY_S
             except Exception:
                 log.exception("operation %s crashed the worker", batch[0].id)
             finally:
@@ -177,11 +181,28 @@ class Runner:
                 for op in batch:
                     self._publish(op.id, None)
 
+    def _run_locked(self, batch: list[Operation], token: str) -> bool:
+        """Runs the batch holding its stack's lock; False when the stack was busy
+        elsewhere and the batch went back to the queue."""
+        name = batch[0].deployment_name
+        held = self.stack_locks.try_acquire(name, on_lost=lambda: children.kill_pulumi(name))
+        if held is None:
+            log.info("stack %s is still held by another worker; its operations wait", name)
+            with self.sessions() as s, s.begin():
+                ops.unclaim(s, [op.id for op in batch], token)
+            return False
+        try:
+            return self.executor.run(batch, token, held)
+        finally:
+            held.release()
+
     def _claim(self) -> tuple[list[Operation], str]:
         token = uuid.uuid4().hex
         with self.sessions() as s, s.begin():
+            now = time.monotonic()
             with self._lock:
-                busy = {name for name, _ in self._running.values()}
+                self._busy_until = {n: until for n, until in self._busy_until.items() if until > now}
+                busy = {name for name, _ in self._running.values()} | set(self._busy_until)
             batch = ops.claim_next(s, self.owner, token, skip=busy, tenant_limit=self.tenant_limit)
             with self._lock:
                 for op in batch:
@@ -201,6 +222,7 @@ class Runner:
                     claims.setdefault(token, []).append(op_id)
             try:
                 with self.sessions() as s, s.begin():
+                    leases.renew(s, self.owner, self.host, self.pid)
                     ops.heartbeat(s, claims)
             except Exception:
                 log.exception("heartbeat failed")

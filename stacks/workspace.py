@@ -36,6 +36,9 @@ def engine_env(engine: EngineSettings) -> dict[str, str]:
         # The salt is also kept in the state, so a person with only the
         # backend and the passphrase can still decrypt history.
         "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": "true",
+        # Each update would also copy the whole checkpoint to .pulumi/backups, never
+        # pruned: the database keeps every revision's config (stacks.history_prune).
+        "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS": "true",
         # Diagnostics without ANSI colour codes, for lastError and logs.
         "PULUMI_SKIP_CONFIRMATIONS": "true",
         "NO_COLOR": "1",
@@ -64,6 +67,9 @@ def _options(engine: EngineSettings) -> dict:
     work_dir.mkdir(parents=True, exist_ok=True)
     if engine.backend_url.startswith("file://"):
         Path(engine.backend_url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    from stacks import backend_store  # it names this module's project
+
+    backend_store.prepare(engine.backend_url)
     return {
         "work_dir": str(work_dir),
         "pulumi_home": str(engine.pulumi_home),

@@ -1,131 +1,122 @@
-"""`kill -9` of the service in the middle of an `up`: the next start finishes
-the interrupted operation, and leaves no stack locked and no pending
-operations in the state."""
+"""`kill -9` of the service (SQLite, the file backend) while pulumi runs an `up`, first a
+create, then a config change (its config rendered, the update under way): each time
+the next start finishes the interrupted operation, applies it rather than answering
+"no change" (the config of record changes only when an update succeeds), and leaves no
+stack locked, no pending operations in the state, and the deployment Ready with what
+its last write asked for in the cluster."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from kubernetes import client, config
 
-from api.auth.credentials import new_api_key
-from persistence.accounts import add_user
-from persistence.db import make_engine, migrate, session_factory
-from persistence.keys import add_key
 from stacks import workspace
 from stacks.settings import REPO_ROOT, Settings
+from tests.integration.processes import free_port, seed_database, start_service, stop_service, wait_http
+
+NAME = "it-crash"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Service:
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        data = tmp_path / "svc"
+        data.mkdir()
+        db_url = f"sqlite:///{data / 'shipstack.db'}"
+        self.headers = {"Authorization": f"Bearer {seed_database(db_url, 'crash')}"}
+        self.env = {**os.environ, "SHIPSTACK_DATA": str(data), "SHIPSTACK_DATABASE_URL": db_url,
+                    "KUBECONFIG": str(settings.engine.kubeconfig),
+                    "PULUMI_BACKEND_URL": settings.engine.backend_url}  # fmt: skip
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "service.log"
+        self.locks = Path(settings.engine.backend_url.removeprefix("file://")) / ".pulumi" / "locks"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = start_service(self.env, self.port, self.log)
+        wait_http(f"{self.base}/api/health")
+
+    def kill_while_pulumi_holds_the_stack(self, op_id: str) -> None:
+        """Waits for pulumi's lock on the stack (the config is rendered, `up` runs), then
+        kills the service's whole process group."""
+        assert self.proc is not None
+        deadline = time.monotonic() + 120
+        while not list(self.locks.glob(f"organization/shipstack/{NAME}/*.json")):
+            assert time.monotonic() < deadline, f"the update never started: {self.operation(op_id)}"
+            time.sleep(0.05)
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        assert list(self.locks.glob(f"organization/shipstack/{NAME}/*.json")), "the update ended before the kill"
+
+    def operation(self, op_id: str) -> dict:
+        return httpx.get(f"{self.base}/api/operations/{op_id}", headers=self.headers).json()
+
+    def finished(self, op_id: str, timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while (op := self.operation(op_id))["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, f"{op_id} did not finish"
+            time.sleep(1)
+        return op
+
+    def write(self, method: str, path: str, body: dict) -> str:
+        r = httpx.request(method, f"{self.base}{path}", json=body, headers=self.headers)
+        assert r.status_code in (200, 201), r.text
+        return r.json()["operationId"]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.base}{path}", headers=self.headers)
 
 
-def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "api", "serve", "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+def _secret_env(settings: Settings) -> dict[str, str]:
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(settings.engine.kubeconfig)))
+    (secret,) = [s for s in core.list_namespaced_secret(f"sd-{NAME}").items if s.metadata.name.endswith("-env")]
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
-def _wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} did not come up")
+def _assert_clean(svc: Service, settings: Settings) -> None:
+    assert svc.get(f"/api/deployments/status?name={NAME}").json()["status"] == "Ready"
+    assert not list(svc.locks.glob(f"organization/shipstack/{NAME}/*.json"))
+    run_env = {**os.environ, **workspace.engine_env(settings.engine)}
+    exported = subprocess.run(["pulumi", "stack", "export", "-s", NAME], cwd=REPO_ROOT, env=run_env,
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert not json.loads(exported)["deployment"].get("pending_operations")
 
 
 def test_kill_9_mid_up_is_finished_on_next_start(settings: Settings, tmp_path: Path) -> None:
-    data = tmp_path / "svc"
-    db_url = f"sqlite:///{data / 'shipstack.db'}"
-    data.mkdir()
-    engine = make_engine(db_url)
-    migrate(engine)
-    with session_factory(engine)() as db, db.begin():
-        user = add_user(db, "crash", password_hash=None)
-        key, prefix, digest = new_api_key()
-        add_key(db, prefix=prefix, secret_hash=digest, name="t", user_id=user.id,
-                scopes=["deployments:read", "deployments:write"])  # fmt: skip
-    engine.dispose()
-    env = {
-        **os.environ,
-        "SHIPSTACK_DATA": str(data),
-        "SHIPSTACK_DATABASE_URL": db_url,
-        "KUBECONFIG": str(settings.engine.kubeconfig),
-        "PULUMI_BACKEND_URL": settings.engine.backend_url,
-    }
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {key}"}
-    log = tmp_path / "service.log"
-
-    proc = _start(env, port, log)
+    svc = Service(settings, tmp_path)
+    svc.start()
     try:
-        _wait_http(f"{base}/api/health")
-        r = httpx.post(f"{base}/api/deployments", json={"template": "nginx", "name": "it-crash"}, headers=headers)
-        assert r.status_code == 201, r.text
-        op_id = r.json()["operationId"]
-        # Wait until the engine is creating resources, then kill the whole process group.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            op = httpx.get(f"{base}/api/operations/{op_id}", headers=headers).json()
-            if any(e.get("type") == "step" and e.get("op") == "create" for e in op.get("progress", [])):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the create never started")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        created = svc.write("POST", "/api/deployments", {"template": "nginx", "name": NAME})
+        svc.kill_while_pulumi_holds_the_stack(created)
+        svc.start()
+        op = svc.finished(created)
+        assert op["status"] == "succeeded", (op, svc.log.read_text()[-3000:])
+        _assert_clean(svc, settings)
+
+        change = {"deployment_name": NAME, "configData": {"ROUND": "1"}}
+        changed = svc.write("PUT", "/api/deployments/config", change)
+        svc.kill_while_pulumi_holds_the_stack(changed)
+        svc.start()
+        op = svc.finished(changed)
+        assert op["status"] == "succeeded", (op, svc.log.read_text()[-3000:])
+        assert not op["message"].startswith("no change"), op
+        assert svc.get(f"/api/deployments/config?name={NAME}").json()["configData"] == {"ROUND": "1"}
+        assert _secret_env(settings) == {"ROUND": "1"}
+        _assert_clean(svc, settings)
+
+        deleted = svc.write("POST", "/api/deployments/delete", {"deployment_name": NAME})
+        svc.finished(deleted, timeout=180)
+        if svc.get(f"/api/deployments/status?name={NAME}").status_code != 404:
+            pytest.fail("the deployment is still there after its delete")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    proc = _start(env, port, log)
-    try:
-        _wait_http(f"{base}/api/health")
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            op = httpx.get(f"{base}/api/operations/{op_id}", headers=headers).json()
-            if op["status"] in ("succeeded", "failed"):
-                break
-            time.sleep(1)
-        assert op["status"] == "succeeded", (op, log.read_text()[-3000:])
-        status = httpx.get(f"{base}/api/deployments/status?name=it-crash", headers=headers).json()
-        assert status["status"] == "Ready"
-
-        backend = Path(settings.engine.backend_url.removeprefix("file://"))
-        locks = backend / ".pulumi" / "locks" / "organization" / "shipstack" / "it-crash"
-        assert not list(locks.glob("*.json")) if locks.exists() else True
-        run_env = {**os.environ, **workspace.engine_env(settings.engine)}
-        exported = subprocess.run(
-            ["pulumi", "stack", "export", "-s", "it-crash"], cwd=REPO_ROOT, env=run_env,
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        assert not json.loads(exported)["deployment"].get("pending_operations")
-
-        r = httpx.post(f"{base}/api/deployments/delete", json={"deployment_name": "it-crash"}, headers=headers)
-        assert r.status_code == 200
-        deadline = time.monotonic() + 180
-        while httpx.get(f"{base}/api/deployments/status?name=it-crash", headers=headers).status_code != 404:
-            assert time.monotonic() < deadline, "delete did not finish"
-            time.sleep(1)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if svc.proc is not None:
+            stop_service(svc.proc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from persistence.base import utcnow
 from persistence.db import MIGRATIONS_DIR, make_engine, migrate, normalize_url, session_factory
 from persistence.models import ApiKey, Operation, TeamMember, User
+from tests.concurrent import errors_when_run_at_once
 
 
 def test_migrate_is_idempotent_and_matches_the_models(database_url: str) -> None:
@@ -46,20 +46,7 @@ def test_migrate_is_idempotent_and_matches_the_models(database_url: str) -> None
 
 
 def test_concurrent_start_ups_migrate_once(database_url: str) -> None:
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            migrate(database_url)
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert errors_when_run_at_once(lambda: migrate(database_url), 4) == []
 
 
 def test_timestamps_round_trip_as_utc_and_json_none_is_null(database_url: str) -> None:
