@@ -152,6 +152,8 @@
     k.setAttribute("aria-describedby", err.id);
     v.setAttribute("aria-describedby", err.id);
     $("[data-reveal]", li).setAttribute("aria-controls", v.id);
+    // Named like a server-rendered row's ("Remove variable KEY"), for rows the editor reloads.
+    if (key) $("[data-env-remove] .visually-hidden", li).textContent = ` variable ${key}`;
     k.value = key;
     v.value = value;
     list.appendChild(li);
