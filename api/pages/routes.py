@@ -7,16 +7,20 @@
     GET /deployments/{name}      status, ingresses, operation progress, config editor with
                                  preview, restart, auto-update, logs, metrics, events,
                                  history with rollback, delete
-    GET /static/...              shipstack.js and shipstack.css (no front-end build)
+    GET /static/...              the scripts and shipstack.css (no front-end build): shipstack.js,
+                                 pages/*.js, detail/*.js (one per section), charts.js
 
 The pages are Jinja templates (`api/pages/templates`) rendered by Litestar's template
 support, and they hold no second implementation of anything: what a page shows at
 first is read server-side by the service functions the JSON routes call
 (`api.pages.views`), and everything after that, every write included, is the browser
 calling the JSON API with the session cookie and the `X-CSRF-Token` header
-(`static/shipstack.js`). The one plain HTML form that
-posts to the API itself is delete (`POST /api/deployments/delete`, `_csrf` field),
-which redirects back to the list; sign-out posts to `POST /api/auth/logout?next=/login`.
+(`static/shipstack.js`, which the page scripts share as `window.Shipstack`). Scripts
+are plain classic files loaded with `defer` in order (base.html, then each template's
+`scripts` block), as the Content-Security-Policy `script-src 'self'` allows: no inline
+script or style. The one plain HTML form that posts to the API itself is delete
+(`POST /api/deployments/delete`, `_csrf` field), which redirects back to the list;
+sign-out posts to `POST /api/auth/logout?next=/login`.
 
 Every page route is `auth_optional`: without a session it redirects to /login.
 Everything the pages and static files send carries the security headers of

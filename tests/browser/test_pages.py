@@ -193,6 +193,8 @@ def test_deploy_nginx_end_to_end(web: Web, page: Any, shot: Shot) -> None:
     value = page.locator("#config-form [data-env-value]").first
     expect(value).to_have_value("hello", timeout=30_000)
     expect(value).to_have_attribute("type", "password")
+    # The reloaded rows' Remove buttons are named by their variable, like the rendered ones.
+    expect(page.locator("#config-form").get_by_role("button", name="Remove variable GREETING")).to_have_count(1)
     shot(page, "07-rolled-back")
 
     # --- restart, then auto-update settings: each an operation and a revision ---

@@ -1,7 +1,9 @@
 // shipstack charts: CPU and memory over time as SVG, drawn with DOM calls only (the
 // pages' Content-Security-Policy allows no inline style or script; colours and line
-// styles come from classes in shipstack.css). `ShipstackCharts.draw(box, chart)`
-// replaces what `box` shows; the caller redraws on resize and on new data.
+// styles come from classes in shipstack.css). `ShipstackCharts.render(section, m)`,
+// called by detail/metrics.js with each metrics answer, fills the section's two charts,
+// legend and list of markers, and redraws the charts itself when the window is resized;
+// `ShipstackCharts.draw(box, chart)` replaces what one chart's `box` shows.
 "use strict";
 window.ShipstackCharts = (() => {
   const NS = "http://www.w3.org/2000/svg";
