@@ -43,7 +43,8 @@ from stacks.stacklock import Held
 
 log = logging.getLogger("shipstack.runner")
 MESSAGE_LIMIT = 1000
-APPLY_AGAIN = "apply the spec of record again: the last update did not finish"
+APPLY_AGAIN_WHY = "the last update did not finish"
+APPLY_AGAIN = f"apply the spec of record again: {APPLY_AGAIN_WHY}"
 
 OnFailed = Callable[[str, str, dict[str, Any], str], object]
 
@@ -250,8 +251,14 @@ class Executor:
                 note = (
                     op.message if op.kind == OperationKind.AUTO_UPDATE and op.message else describe_change(before, spec)
                 )
-            notes[op.id] = note if spec != before else "no change: the spec already matches"
-            if spec != before:
+            runs = spec != before
+            if not runs and change.rollback_version is not None and not applied:
+                # The stack may still hold what the failed update left: the rollback
+                # runs, and history must say it was one.
+                note = f"rollback to revision {change.rollback_version}: apply its spec again ({APPLY_AGAIN_WHY})"
+                runs = True
+            notes[op.id] = note if runs else "no change: the spec already matches"
+            if runs:
                 messages.append(note)
         target = self._placed(spec)
         if target == current and applied:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from api.auth.principal import ALL_SCOPES
+from api.deployments.service import MAX_WAIT_S
 from api.http.app import build_app
 from api.http.context import context_of
 from stacks.settings import Settings
@@ -68,6 +69,8 @@ def _operation_rules() -> list[dict[str, Any]]:
         }
         for label in RULES_BEYOND_THE_SCHEMA
     ]
+    # A status long poll rightly answers only after `wait` seconds when nothing changes.
+    rules.append({"include-path-regex": "^/api/deployments/status$", "request-timeout": MAX_WAIT_S + 10})
     rules.append(
         {
             "include-path-regex": NEEDS_CLUSTER_OR_ENGINE,

@@ -52,3 +52,19 @@ def test_a_change_and_its_undo_after_an_interruption_bring_the_record_back(execu
     assert plan.target == current
     assert not plan.message.startswith("no change")
     assert "B" in plan.notes["op0"] and "B" in plan.notes["op1"]
+
+
+@pytest.mark.parametrize(("applied", "runs"), [(False, True), (True, False)])
+def test_a_rollback_to_the_record_after_a_failed_update_runs_and_says_so(
+    executor: Executor, monkeypatch: pytest.MonkeyPatch, applied: bool, runs: bool
+) -> None:
+    """An auto-update failed and left the record on the good spec; rolling back to the
+    revision that holds it must still run (the stack may hold the bad image) and be
+    named a rollback in history."""
+    current = executor._placed(DeploymentSpec(name="web", template="nginx", env={"A": "1"}, base_domain="x.test"))
+    monkeypatch.setattr(executor, "_revision_spec", lambda _row, _number: current)
+    batch = [Operation(id="op0", deployment_name="web", kind=OperationKind.ROLLBACK, message="")]
+    plan = executor.plan(batch, [{"change": {"rollback_version": 3}}], current, 1, applied=applied)
+    assert (plan.target is not None) is runs
+    assert plan.message.startswith("rollback to revision 3") is runs
+    assert plan.notes["op0"].startswith("rollback to revision 3") is runs
