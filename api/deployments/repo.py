@@ -1,22 +1,68 @@
-"""Queries of the deployment routes: visible rows, free names, queued work."""
+"""Queries of the deployment routes: what the reads show, free names, queued work."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from api.auth.principal import Principal
 from api.deployments.tenancy import visible_deployments_filter
 from persistence import operations as ops
+from persistence.drift import DriftStatus
 from persistence.enums import OperationKind, OperationStatus
 from persistence.models import Deployment, Operation
 
+# What the list, an item and the status show, and no more: never the stack config
+# (kilobytes a row, the sealed kubeconfig among them). The drift columns keep their
+# own names, so a row reads as a `DriftStatus` too (`reads.drift_out`).
+SHOWN = (
+    Deployment.id,
+    Deployment.name,
+    Deployment.status,
+    Deployment.status_message,
+    Deployment.template,
+    Deployment.visibility,
+    Deployment.ingresses,
+    Deployment.last_error,
+    Deployment.image,
+    Deployment.team_id,
+    Deployment.owner_user_id,
+    DriftStatus.checked_at,
+    DriftStatus.drifted,
+    DriftStatus.objects,
+    DriftStatus.error,
+    DriftStatus.operation_id,
+    DriftStatus.reconcile_operation_id,
+)
 
-def visible_rows(db: Session, principal: Principal, team_id: int | None) -> Sequence[Deployment]:
-    query = select(Deployment).where(visible_deployments_filter(principal, team_id))
-    return db.scalars(query.order_by(Deployment.created_at)).all()
+
+def shown(
+    db: Session,
+    principal: Principal,
+    team_id: int | None,
+    *,
+    name: str | None = None,
+    after: int | None = None,
+    limit: int | None = None,
+) -> Sequence[Row[Any]]:
+    """The visible deployments' shown columns in creation order (row id: stable, and
+    indexed for the cursor's `after`), or the one called `name`."""
+    query = (
+        select(*SHOWN)
+        .outerjoin(DriftStatus, DriftStatus.deployment_id == Deployment.id)
+        .where(visible_deployments_filter(principal, team_id))
+    )
+    if name is not None:
+        query = query.where(Deployment.name == name)
+    if after is not None:
+        query = query.where(Deployment.id > after)
+    query = query.order_by(Deployment.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return db.execute(query).all()
 
 
 def name_taken(db: Session, name: str) -> bool:

@@ -16,10 +16,12 @@ on any write replays the first answer.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import msgspec
 from litestar import MediaType, Request, Response, get, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
@@ -28,8 +30,9 @@ from sqlalchemy.orm import Session
 from api.auth.guards import CurrentPrincipal, TeamContext, require_scope
 from api.auth.middleware import FORM_TYPES
 from api.auth.principal import READ, WRITE, Principal
+from api.deployments import cursor as deployment_cursor
 from api.deployments import history as history_service
-from api.deployments import service, templates
+from api.deployments import reads, service, templates
 from api.deployments.idempotency import HEADER, IdempotentRequest
 from api.deployments.schemas import (
     Accepted,
@@ -107,12 +110,52 @@ def list_templates() -> TemplatesResponse:
     return templates.list_templates()
 
 
-@get("/api/deployments", guards=READS, sync_to_thread=True, responses=errors())
-def list_deployments(
-    principal: CurrentPrincipal, team_context: TeamContext, db_session: DbSession
-) -> list[DeploymentItem]:
-    """Every deployment the caller can see (or one team's, with `team_id` / `X-Team-Id`)."""
-    return service.list_deployments(db_session, principal, team_context)
+LimitQuery = Annotated[
+    int | None, QueryParameter(ge=1, le=reads.MAX_LIMIT, description="At most this many, and a `Link` to the rest")
+]
+CursorQuery = Annotated[str | None, QueryParameter(description="Where a page starts: from the previous page's `Link`")]
+NEXT_LINK = ResponseHeader(
+    name="Link",
+    documentation_only=True,
+    description='With `limit`, when more deployments follow: `<URL>; rel="next"`, the URL of the next page '
+    "(this request's with its `cursor`); absent on the last page.",
+)
+
+
+# Async, its blocking part in one thread hop: a sync handler that shares its path with
+# a handler registered after it is wrapped for a thread twice by Litestar, and then
+# cannot return a Response.
+@get("/api/deployments", guards=READS, responses=errors(), response_headers=[NEXT_LINK])
+async def list_deployments(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    team_context: TeamContext,
+    database: AppDatabase,
+    settings: AppSettings,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Response[list[DeploymentItem]]:
+    """Every deployment the caller can see (or one team's, with `team_id` / `X-Team-Id`), oldest first;
+    with `limit`, a page of them, the next one linked in the `Link` header."""
+    passphrase = settings.engine.passphrase
+    after = deployment_cursor.decode(cursor, passphrase) if cursor is not None else None
+
+    def read() -> reads.Page:
+        with database.reads() as db:
+            return reads.list_page(db, principal, team_context, limit=limit, after=after)
+
+    page = await anyio.to_thread.run_sync(read)
+    headers = {}
+    if page.next_after is not None:
+        url = next_page_url(request, deployment_cursor.encode(page.next_after, passphrase))
+        headers["Link"] = f'<{url}>; rel="next"'
+    return Response(content=page.body, media_type=MediaType.JSON, headers=headers)
+
+
+def next_page_url(request: Request[Any, Any, Any], cursor: str) -> str:
+    """This request's URL with `cursor` in place of its own (the team context and limit kept)."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + [("cursor", cursor)]
+    return str(request.url.with_replacements(query=urlencode(query)))
 
 
 @get("/api/deployments/status", guards=READS, responses=errors(404))
@@ -120,16 +163,16 @@ async def deployment_status(
     principal: CurrentPrincipal,
     database: AppDatabase,
     name: NameQuery,
-    wait: Annotated[int, QueryParameter(ge=0, le=service.MAX_WAIT_S, description="Long-poll seconds")] = 0,
+    wait: Annotated[int, QueryParameter(ge=0, le=reads.MAX_WAIT_S, description="Long-poll seconds")] = 0,
 ) -> StatusResponse:
     """With `wait=N`, answers as soon as the status changes, or after N seconds."""
 
     def read() -> StatusResponse:
         with database.reads() as db:
-            return service.status(db, principal, name)
+            return reads.status(db, principal, name)
 
     first = await anyio.to_thread.run_sync(read)
-    return await service.wait_for_change(read, first, wait)
+    return await reads.wait_for_change(read, first, wait)
 
 
 @get("/api/deployments/config", guards=READS, sync_to_thread=True, responses=errors(404, 500))
