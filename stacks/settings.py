@@ -61,6 +61,9 @@ VARIABLES: tuple[Variable, ...] = (
              "`all` serves the API and runs operations and the scheduler; `api` only serves; `worker` only runs "
              "(`python -m api worker` is a worker whatever this says)"),
     Variable("SHIPSTACK_WORKERS", "4", "operations run in parallel (one per deployment at a time)"),
+    Variable("SHIPSTACK_PREVIEWS", "2",
+             "previews (a pulumi process each) one API process runs at once, one per user; 429 with Retry-After "
+             "beyond"),
     Variable("SHIPSTACK_BILLING", "false", "enforce tier limits (free 1, business 10, enterprise unlimited)"),
     Variable("SHIPSTACK_ENGINE_NICE", "10",
              "the niceness pulumi and its provider run at: below the API, so reads never wait for a rollout's CPU"),
@@ -139,6 +142,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     ingress_controller: bool = True
     billing_enabled: bool = False
     workers: int = 4
+    previews: int = 2  # at once in one API process, in their own threads (api.http.engine_work)
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -239,6 +243,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 ingress_controller=e.parse("SHIPSTACK_INGRESS_CONTROLLER", _bool),
                 billing_enabled=e.parse("SHIPSTACK_BILLING", _bool),
                 workers=e.parse("SHIPSTACK_WORKERS", _positive(int)),
+                previews=e.parse("SHIPSTACK_PREVIEWS", _positive(int)),
             ),
             engine=EngineSettings(
                 backend_url=e.text("PULUMI_BACKEND_URL", f"file://{data_dir / 'state'}"),

@@ -55,9 +55,9 @@ from api.deployments.tenancy import resolve_team_context
 from api.deployments.writes import Action, submit
 from api.errors import Invalid
 from api.http.context import Database
-from api.http.dependencies import AppDatabase, AppRunner, AppSettings, DbSession
+from api.http.dependencies import AppDatabase, AppEngineWork, AppRunner, AppSettings, DbSession
 from api.http.document import BODY
-from api.http.errors import error_responses
+from api.http.errors import ErrorBody, error_responses
 from stacks.runner import Runner
 from stacks.settings import Settings
 
@@ -191,17 +191,34 @@ def deployment_history(
     return history_service.history(db_session, principal, name, settings)
 
 
-@post("/api/deployments/{name:str}/preview", guards=WRITES, status_code=200, sync_to_thread=True,
-      responses=errors(404, 409, 503))  # fmt: skip
-def preview(
+PREVIEW_BUSY = ResponseSpec(
+    ErrorBody,
+    description="Too many previews at once: the server runs a few at a time (SHIPSTACK_PREVIEWS) and one per "
+    "user; or the caller's rate limit. Retry after `Retry-After` seconds.",
+    generate_examples=False,
+)
+
+
+@post("/api/deployments/{name:str}/preview", guards=WRITES, status_code=200,
+      responses={**errors(404, 409, 503), 429: PREVIEW_BUSY})  # fmt: skip
+async def preview(
     principal: CurrentPrincipal,
-    db_session: DbSession,
+    database: AppDatabase,
     settings: AppSettings,
+    engine_work: AppEngineWork,
     name: FromPath[str],
     data: JSONBody[PreviewRequest],
 ) -> PreviewResponse:
-    """The exact diff a change of env, image or visibility would make; nothing changes."""
-    return history_service.preview(db_session, principal, name, data, settings)
+    """The exact diff a change of env, image or visibility would make; nothing changes. Each preview runs
+    a pulumi process: a few at a time per server, one per user, 429 beyond."""
+
+    def run() -> PreviewResponse:
+        with database.reads() as db:
+            prepared = history_service.prepare_preview(db, principal, name, data, settings)
+        return history_service.run_preview(settings, prepared)
+
+    # Not in anyio's thread pool, which every read shares: engine-bound work has its own.
+    return await engine_work.run(principal.user_id, run)
 
 
 # --- writes ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from api.drift import routes as drift_routes
 from api.http.context import STATE_KEY, AppContext, Database, context_of
 from api.http.dependencies import DEPENDENCIES
 from api.http.document import finish_document
+from api.http.engine_work import EngineWork
 from api.http.errors import EXCEPTION_HANDLERS, error_responses
 from api.http.openapi import SCHEMA_PATH, openapi_config
 from api.http.options import answer_options
@@ -118,6 +119,7 @@ def build_app(
         runner=runner,
         rate_limiter=RateLimiter(settings.auth.rate_limit_per_minute, 60.0),
         login_limiter=RateLimiter(settings.auth.login_max_attempts, settings.auth.login_window_s),
+        engine_work=EngineWork(settings.service.previews, per_user=1),
     )
 
     def migrate_database() -> None:
@@ -135,6 +137,7 @@ def build_app(
         if context.scheduler is not None:
             context.scheduler.stop()
         runner.stop()
+        context.engine_work.shutdown()
         release_sqlite_workers()
 
     async def close_cluster_client() -> None:
