@@ -12,8 +12,8 @@ a time, and for each prints:
 - the CPU seconds of pulumi and its provider (the kernel's accounting of the children
   the service waited for) and of the service process itself (the inline program, the
   engine event reader, the database);
-- the wall time, from sending the request to reading the operation as finished (a
-  preview answers in its response);
+- the wall time, from sending the request to the operation's `finishedAt` (a
+  preview: to its answer);
 - the wall time of the `pulumi up` (`pulumi preview`) process alone: the bare engine.
 
 A warm-up deployment is created first: the service's first operation also builds the
@@ -39,7 +39,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ServiceProcess, cluster_at, log, make_user, scratch, service_env, wait_operation
+from bench.common import (
+    ServiceProcess,
+    cluster_at,
+    finished_at,
+    log,
+    make_user,
+    scratch,
+    service_env,
+    wait_operation,
+)
 from toolchain.processes import ProcessSampler, children_cpu_s, read_stat
 
 ENGINE = ("pulumi", "pulumi-resource-kubernetes")
@@ -64,14 +73,15 @@ def kubeconfig_secrets(path: Path) -> dict[str, str]:
 
 
 def measure(
-    operation: str, service: ServiceProcess, secrets: dict[str, str], run: Callable[[], None], command: str
+    operation: str, service: ServiceProcess, secrets: dict[str, str], run: Callable[[], float | None], command: str
 ) -> Measured:
+    """Runs `run` (which answers when its operation finished, or None: when it returned)."""
     cpu0 = children_cpu_s(service.pid)
     own0 = read_stat(service.pid).cpu_s  # type: ignore[union-attr]
     with ProcessSampler(secrets=secrets) as sampler:
-        t0 = time.perf_counter()
-        run()
-        wall = time.perf_counter() - t0
+        t0 = time.time()
+        end = run() or time.time()
+        wall = end - t0
         time.sleep(0.1)  # the provider exits just after the CLI has answered
     started = sorted(s.name for s in sampler.seen.values())
     commands = [s for s in sampler.named("pulumi") if f" {command} " in f"{s.cmdline} "]
@@ -99,24 +109,24 @@ def main() -> int:
         secrets = kubeconfig_secrets(kubeconfig)
         with ServiceProcess(env) as service, service.client(key) as c:
 
-            def create(name: str, value: str) -> Callable[[], None]:
-                def go() -> None:
+            def create(name: str, value: str) -> Callable[[], float]:
+                def go() -> float:
                     body = {"template": "nginx", "name": name, "envVars": {"GREETING": value}}
                     op = c.post("/api/deployments", json=body).raise_for_status().json()["operationId"]
-                    check(wait_operation(c, op))
+                    return done(wait_operation(c, op))
 
                 return go
 
-            def config(value: str) -> Callable[[], None]:
-                def go() -> None:
+            def config(value: str) -> Callable[[], float]:
+                def go() -> float:
                     body = {"deployment_name": "bench-op", "configData": {"GREETING": value}}
-                    check(wait_operation(c, c.put("/api/deployments/config", json=body).json()["operationId"]))
+                    return done(wait_operation(c, c.put("/api/deployments/config", json=body).json()["operationId"]))
 
                 return go
 
-            def restart() -> None:
+            def restart() -> float:
                 op = c.post("/api/deployments/restart", json={"deployment_name": "bench-op"}).json()["operationId"]
-                check(wait_operation(c, op))
+                return done(wait_operation(c, op))
 
             def preview(value: str) -> Callable[[], None]:
                 def go() -> None:
@@ -146,9 +156,11 @@ def main() -> int:
     return 0
 
 
-def check(op: dict) -> None:
+def done(op: dict) -> float:
+    """When a succeeded operation finished."""
     if op["status"] != "succeeded":
         raise SystemExit(f"operation failed: {op.get('error')}")
+    return finished_at(op)
 
 
 def report(rows: list[Measured], warm: Measured) -> None:

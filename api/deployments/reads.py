@@ -1,27 +1,28 @@
 """The reads of the deployment routes and pages: the list (whole, or a page after a
 cursor), one deployment's item and its status.
 
-They select only the columns they show (`repo.SHOWN`, never the stack config) and the
-list encodes its items straight to JSON with msgspec, so the HTTP layer sends the
-bytes as they are. Never a pulumi process or the cluster.
+They select only the columns they show (`repo.SHOWN`, never the stack config), as
+rows without ORM objects; msgspec decodes the JSON columns straight into the wire
+structs and encodes the list's items to JSON, which the HTTP layer sends as they
+are. Never a pulumi process or the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import anyio.to_thread
 import msgspec
 from sqlalchemy.orm import Session
 
-from api.auth.principal import Principal
+from api.auth.principal import WRITE, Principal
 from api.deployments import repo
 from api.deployments.schemas import DeploymentItem, DriftObjectOut, DriftOut, IngressOut, StatusResponse
-from api.deployments.tenancy import Owned, can_manage
 from api.errors import NotFound
+from persistence.drift import DriftStatus
 from persistence.enums import DeploymentStatus
 
 MAX_WAIT_S = 60
@@ -29,94 +30,89 @@ WAIT_POLL_S = 0.5
 MAX_LIMIT = 1000  # deployments in one page
 
 
-class DriftRecord(Protocol):
-    """A deployment's last drift check: a `DriftStatus`, or the drift columns of a shown row."""
-
-    @property
-    def checked_at(self) -> datetime | None: ...
-    @property
-    def drifted(self) -> bool | None: ...
-    @property
-    def objects(self) -> list[dict[str, Any]] | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def operation_id(self) -> str | None: ...
-    @property
-    def reconcile_operation_id(self) -> str | None: ...
-
-
-class Shown(Owned, DriftRecord, Protocol):
-    """A row of `repo.SHOWN`."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def status_message(self) -> str | None: ...
-    @property
-    def template(self) -> str | None: ...
-    @property
-    def visibility(self) -> str: ...
-    @property
-    def ingresses(self) -> list[dict[str, Any]] | None: ...
-    @property
-    def last_error(self) -> str | None: ...
-    @property
-    def image(self) -> str | None: ...
-
-
 class Page(msgspec.Struct, frozen=True):
     body: bytes  # the JSON array of the page's items
     next_after: int | None  # the row id the next page starts after; None: this is the last page
 
 
-def drift_out(row: DriftRecord | None) -> DriftOut:
-    """The last drift check as the API shows it (all null before the first)."""
-    if row is None:
-        return DriftOut(None, None, [], None, None, None)
-    objects = [
-        DriftObjectOut(
-            kind=o["kind"], name=o["name"], change=o["change"], fields=o.get("fields", []),
-            unmanagedFields=o.get("unmanaged", []), fieldsOmitted=o.get("omitted", 0),
-        )
-        for o in row.objects or []
-    ]  # fmt: skip
-    return DriftOut(
-        checkedAt=row.checked_at,
-        drifted=row.drifted,
-        objects=objects,
-        error=row.error,
-        operationId=row.operation_id,
-        reconcileOperationId=row.reconcile_operation_id,
+class _StoredObject(msgspec.Struct, frozen=True):
+    """A drifted object as `stacks.drift_fields` stores it (`drift_status.objects`)."""
+
+    kind: str
+    name: str
+    change: str
+    fields: list[str] = []
+    unmanaged: list[str] = []
+    omitted: int = 0
+
+
+NO_DRIFT = DriftOut(None, None, [], None, None, None)  # before the first check (frozen: shared)
+_INGRESSES = msgspec.json.Decoder(list[IngressOut] | None)
+_OBJECTS = msgspec.json.Decoder(list[_StoredObject] | None)
+
+
+def _object_out(o: _StoredObject) -> DriftObjectOut:
+    return DriftObjectOut(
+        kind=o.kind, name=o.name, change=o.change, fields=o.fields, unmanagedFields=o.unmanaged, fieldsOmitted=o.omitted
     )
 
 
-def _ingresses(row: Shown) -> list[IngressOut]:
-    return [msgspec.convert(i, IngressOut) for i in row.ingresses or []]
+def _drift(
+    checked_at: datetime | None,
+    drifted: bool | None,
+    objects: list[_StoredObject] | None,
+    error: str | None,
+    operation_id: str | None,
+    reconcile_operation_id: str | None,
+) -> DriftOut:
+    return DriftOut(
+        checkedAt=checked_at,
+        drifted=drifted,
+        objects=[_object_out(o) for o in objects or []],
+        error=error,
+        operationId=operation_id,
+        reconcileOperationId=reconcile_operation_id,
+    )
 
 
-def item_of(principal: Principal, row: Shown) -> DeploymentItem:
+def drift_out(record: DriftStatus | None) -> DriftOut:
+    """The last drift check as the API shows it (all null before the first)."""
+    if record is None:
+        return NO_DRIFT
+    objects = msgspec.convert(record.objects, list[_StoredObject] | None)
+    return _drift(record.checked_at, record.drifted, objects, record.error, record.operation_id,
+                  record.reconcile_operation_id)  # fmt: skip
+
+
+def item_of(row: Sequence[Any], may_write: bool) -> DeploymentItem:
+    """A row of `repo.shown` (its columns in `repo.SHOWN`'s order, unpacked: the list
+    builds a thousand of these), which gives only rows the caller sees: so the caller
+    may delete it exactly when their credential may write (`tenancy.can_manage`)."""
+    (_, name, status, _, template, visibility, ingresses, last_error, image, team_id, _,
+     checked_at, drifted, objects, error, operation_id, reconcile_id) = row  # fmt: skip
+    if checked_at is None and operation_id is None and reconcile_id is None:
+        drift = NO_DRIFT  # never checked (most rows): nothing to decode
+    else:
+        drift = _drift(checked_at, drifted, _OBJECTS.decode(objects) if objects else None, error, operation_id,
+                       reconcile_id)  # fmt: skip
     return DeploymentItem(
-        name=row.name,
-        status=row.status,
-        template=row.template or "image",
-        visibility=row.visibility,
-        ingresses=_ingresses(row) if row.status == DeploymentStatus.READY else [],
-        canDelete=can_manage(principal, row) and row.status != DeploymentStatus.DELETING,
-        lastError=row.last_error if row.status == DeploymentStatus.ERROR else None,
-        image=row.image,
-        teamId=row.team_id,
-        drift=drift_out(row),
+        name=name,
+        status=status,
+        template=template or "image",
+        visibility=visibility,
+        ingresses=(_INGRESSES.decode(ingresses) or []) if ingresses and status == DeploymentStatus.READY else [],
+        canDelete=may_write and status != DeploymentStatus.DELETING,
+        lastError=last_error if status == DeploymentStatus.ERROR else None,
+        image=image,
+        teamId=team_id,
+        drift=drift,
     )
 
 
 def list_deployments(db: Session, principal: Principal, team_id: int | None) -> list[DeploymentItem]:
     """Every deployment the caller sees in the team context, oldest first."""
-    return [item_of(principal, r) for r in repo.shown(db, principal, team_id)]
+    may_write = principal.has_scope(WRITE)
+    return [item_of(r, may_write) for r in repo.shown(db, principal, team_id)]
 
 
 def list_page(db: Session, principal: Principal, team_id: int | None, *, limit: int | None, after: int | None) -> Page:
@@ -125,11 +121,12 @@ def list_page(db: Session, principal: Principal, team_id: int | None, *, limit: 
     rows = repo.shown(db, principal, team_id, after=after, limit=None if limit is None else limit + 1)
     more = limit is not None and len(rows) > limit
     rows = rows[:limit] if more else rows
-    body = msgspec.json.encode([item_of(principal, r) for r in rows])
+    may_write = principal.has_scope(WRITE)
+    body = msgspec.json.encode([item_of(r, may_write) for r in rows])
     return Page(body=body, next_after=rows[-1].id if more else None)
 
 
-def _one(db: Session, principal: Principal, name: str) -> Shown:
+def _one(db: Session, principal: Principal, name: str) -> Sequence[Any]:
     rows = repo.shown(db, principal, None, name=name)
     if not rows:
         raise NotFound(f"Deployment '{name}' not found")
@@ -137,22 +134,23 @@ def _one(db: Session, principal: Principal, name: str) -> Shown:
 
 
 def get_item(db: Session, principal: Principal, name: str) -> DeploymentItem:
-    return item_of(principal, _one(db, principal, name))
+    return item_of(_one(db, principal, name), principal.has_scope(WRITE))
 
 
 def status(db: Session, principal: Principal, name: str) -> StatusResponse:
     row = _one(db, principal, name)
-    ready = row.status == DeploymentStatus.READY
+    item = item_of(row, may_write=False)
+    error = item.status == DeploymentStatus.ERROR
     return StatusResponse(
-        status=row.status,
-        deploymentReady=ready,
-        allowDelete=row.status != DeploymentStatus.DELETING,
+        status=item.status,
+        deploymentReady=item.status == DeploymentStatus.READY,
+        allowDelete=item.status != DeploymentStatus.DELETING,
         # A new deployment request is welcome when the last one failed; while an
         # operation is pending or running, or all is Ready, there is nothing to ask.
-        allowRequest=row.status == DeploymentStatus.ERROR,
-        drift=drift_out(row),
-        ingresses=_ingresses(row) if ready else [],
-        statusMessage=row.last_error if row.status == DeploymentStatus.ERROR else row.status_message,
+        allowRequest=error,
+        drift=item.drift,
+        ingresses=item.ingresses,
+        statusMessage=item.lastError if error else row[repo.STATUS_MESSAGE],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
 from api.auth.principal import Principal
@@ -16,8 +16,9 @@ from persistence.enums import OperationKind, OperationStatus
 from persistence.models import Deployment, Operation
 
 # What the list, an item and the status show, and no more: never the stack config
-# (kilobytes a row, the sealed kubeconfig among them). The drift columns keep their
-# own names, so a row reads as a `DriftStatus` too (`reads.drift_out`).
+# (kilobytes a row, the sealed kubeconfig among them). The JSON columns come as their
+# text (a no-op cast on SQLite, `json::text` on PostgreSQL) for msgspec to decode
+# straight into the wire structs, not through the json module into dicts first.
 SHOWN = (
     Deployment.id,
     Deployment.name,
@@ -25,18 +26,19 @@ SHOWN = (
     Deployment.status_message,
     Deployment.template,
     Deployment.visibility,
-    Deployment.ingresses,
+    cast(Deployment.ingresses, Text).label("ingresses"),
     Deployment.last_error,
     Deployment.image,
     Deployment.team_id,
     Deployment.owner_user_id,
     DriftStatus.checked_at,
     DriftStatus.drifted,
-    DriftStatus.objects,
+    cast(DriftStatus.objects, Text).label("objects"),
     DriftStatus.error,
     DriftStatus.operation_id,
     DriftStatus.reconcile_operation_id,
 )
+STATUS_MESSAGE = 3  # the index in SHOWN of what only the status shows
 
 
 def shown(
@@ -49,7 +51,8 @@ def shown(
     limit: int | None = None,
 ) -> Sequence[Row[Any]]:
     """The visible deployments' shown columns in creation order (row id: stable, and
-    indexed for the cursor's `after`), or the one called `name`."""
+    indexed for the cursor's `after`), or the one called `name`. Rows as the driver
+    gives them (no ORM objects: these are only read)."""
     query = (
         select(*SHOWN)
         .outerjoin(DriftStatus, DriftStatus.deployment_id == Deployment.id)
@@ -62,7 +65,7 @@ def shown(
     query = query.order_by(Deployment.id)
     if limit is not None:
         query = query.limit(limit)
-    return db.execute(query).all()
+    return db.connection().execute(query).all()
 
 
 def name_taken(db: Session, name: str) -> bool:

@@ -26,8 +26,6 @@ Choosing the team context (one rule for reads and writes, keys and sessions)
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
@@ -36,15 +34,6 @@ from api.errors import Forbidden, Invalid, NotFound
 from persistence.models import Deployment
 
 TEAM_HEADER = "X-Team-Id"
-
-
-class Owned(Protocol):
-    """Whose a deployment is: a `Deployment` row, or a row of its selected columns."""
-
-    @property
-    def team_id(self) -> int | None: ...
-    @property
-    def owner_user_id(self) -> int: ...
 
 
 def resolve_team_context(principal: Principal, requested: int | str | None) -> int | None:
@@ -80,13 +69,13 @@ def visible_deployments_filter(principal: Principal, team_id: int | None) -> Col
     return or_(personal, Deployment.team_id.in_(teams)) if teams else personal
 
 
-def can_view(principal: Principal, row: Owned) -> bool:
+def can_view(principal: Principal, row: Deployment) -> bool:
     if row.team_id is not None:
         return row.team_id in principal.accessible_team_ids
     return principal.bound_team_id is None and row.owner_user_id == principal.user_id
 
 
-def can_manage(principal: Principal, row: Owned) -> bool:
+def can_manage(principal: Principal, row: Deployment) -> bool:
     """May change or delete it: visible to the caller and the credential can write.
 
     Callers answer 404 when this is False and the row is not visible, so existence
