@@ -24,7 +24,10 @@ from persistence.models import ApiKey, LoginSession
 log = logging.getLogger("shipstack.api.auth")
 
 # last_used_at is informational; recording it at most once a minute keeps
-# authentication read-only for nearly every request.
+# authentication read-only for nearly every request: the key's row says when it was
+# last recorded, and only then is there an UPDATE (on SQLite even an UPDATE that
+# matches no row takes the write lock, so a read would wait behind the runner's
+# writes).
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 
@@ -45,8 +48,9 @@ def authenticate(
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <API key>'")
-        principal = _from_key(factory, value.strip(), now)
-        _touch(factory, principal, now)
+        principal, last_used_at = _from_key(factory, value.strip(), now)
+        if last_used_at is None or last_used_at < now - TOUCH_INTERVAL:
+            _touch(factory, principal, now)
         return principal
     if session_token:
         try:
@@ -58,7 +62,8 @@ def authenticate(
     return None
 
 
-def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> Principal:
+def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> tuple[Principal, datetime | None]:
+    """The key's principal, and when the key was last recorded as used."""
     prefix = key_prefix(raw)
     if prefix is None:
         raise Unauthorized("Invalid API key")
@@ -66,7 +71,7 @@ def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> Princi
         row = get_key_by_prefix(db, prefix)
         if row is None or not hashes_equal(row.secret_hash, sha256_hex(raw)):
             raise Unauthorized("Invalid API key")
-        return _key_principal(db, row, now)
+        return _key_principal(db, row, now), row.last_used_at
 
 
 def _key_principal(db: Session, row: ApiKey, now: datetime) -> Principal:
