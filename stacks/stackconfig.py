@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 
 import yaml
@@ -36,8 +37,19 @@ class StackConfigError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=4096)
-def derive_key(passphrase: str, salt: bytes) -> bytes:
+def _derived(passphrase: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", passphrase.encode(), salt, 1_000_000, 32)
+
+
+# One derivation per salt at a time: forty requests reading one deployment's config at
+# once would otherwise each derive the same key (the cache fills only when the first
+# is done), forty times ~0.3 s of CPU while every other request waits for a core.
+_DERIVING = [threading.Lock() for _ in range(64)]
+
+
+def derive_key(passphrase: str, salt: bytes) -> bytes:
+    with _DERIVING[hash(salt) % len(_DERIVING)]:
+        return _derived(passphrase, salt)
 
 
 def encrypt(key: bytes, plaintext: str) -> str:

@@ -119,16 +119,18 @@ class Seen:
 @dataclass
 class ProcessSampler:
     """Every process started below `root` (default: this process) while the sampler
-    runs; those already running when it starts (a cluster) are left out. With
-    `secrets`, every command line on the machine is checked for each of them at each
-    sample (`leaks` lists (pid, process name, label) of the ones found)."""
+    runs, and those of `include` (a service started before); the others already
+    running when it starts (a cluster) are left out. With `secrets`, every command line
+    on the machine is checked for each of them at each sample (`leaks` lists (pid,
+    process name, label) of the ones found)."""
 
     root: int = field(default_factory=os.getpid)
     interval: float = 0.02
+    include: tuple[int, ...] = ()
     secrets: dict[str, str] = field(default_factory=dict)  # label -> secret text
     seen: dict[int, Seen] = field(default_factory=dict)
     leaks: list[tuple[int, str, str]] = field(default_factory=list)
-    peak_tree_rss_kib: int = 0  # the largest sum of the watched processes' RSS at one sample
+    peak_tree_rss_kib: int = 0  # the largest sum of the sampled processes' RSS at one sample
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -138,7 +140,7 @@ class ProcessSampler:
         self.samples = 0
 
     def watch_rss_of(self, names: Iterable[str]) -> ProcessSampler:
-        """`peak_tree_rss_kib` sums only processes with these names (default: all started)."""
+        """`peak_tree_rss_kib` sums only processes with these names (default: all sampled)."""
         self._names = tuple(names)
         return self
 
@@ -146,7 +148,7 @@ class ProcessSampler:
         now = time.time()
         stats = all_stats()
         tree_rss = 0
-        for pid in descendants(self.root, stats) - self._before:
+        for pid in (descendants(self.root, stats) - self._before) | (set(self.include) & stats.keys()):
             stat = stats[pid]
             seen = self.seen.get(pid)
             if seen is None or seen.comm != stat.name:

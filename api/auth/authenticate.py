@@ -7,6 +7,9 @@ never attach it on their own, which is why key requests need no CSRF token.
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
@@ -29,6 +32,8 @@ log = logging.getLogger("shipstack.api.auth")
 # matches no row takes the write lock, so a read would wait behind the runner's
 # writes).
 TOUCH_INTERVAL = timedelta(seconds=60)
+_TOUCHING = threading.Lock()
+_touched: dict[int, float] = {}  # key id -> when this process last recorded its use (monotonic)
 
 
 def authenticate(
@@ -49,7 +54,7 @@ def authenticate(
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <API key>'")
         principal, last_used_at = _from_key(factory, value.strip(), now)
-        if last_used_at is None or last_used_at < now - TOUCH_INTERVAL:
+        if (last_used_at is None or last_used_at < now - TOUCH_INTERVAL) and _due(principal.key_id):
             _touch(factory, principal, now)
         return principal
     if session_token:
@@ -133,6 +138,21 @@ def reauthenticate(db: Session, principal: Principal) -> Principal | None:
     except Unauthorized:
         return None
     return None
+
+
+def _due(key_id: int | None) -> bool:
+    """True for one request per key and TOUCH_INTERVAL in this process: of the requests
+    a new key starts with at once, one writes last_used_at, not all of them."""
+    if key_id is None:
+        return False
+    now = time.monotonic()
+    with _TOUCHING:
+        if now - _touched.get(key_id, -math.inf) < TOUCH_INTERVAL.total_seconds():
+            return False
+        _touched[key_id] = now
+        if len(_touched) > 100_000:  # bounded: forgetting only costs one more UPDATE
+            _touched.clear()
+        return True
 
 
 def _touch(factory: sessionmaker[Session], principal: Principal, now: datetime) -> None:

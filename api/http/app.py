@@ -99,6 +99,18 @@ ROUTES: Sequence[ControllerRouterHandler] = (
 )
 
 
+def pool_options(settings: Settings) -> dict[str, int]:
+    """Enough pooled connections for everything that may hold one at once: request
+    threads (anyio's 40, the engine pool's few), the runner's workers and heartbeat, the
+    scheduler. SQLAlchemy's default (5 kept, 10 more) made the 16th request wait for a
+    connection and opened and closed one per request beyond the 5th. SQLite keeps them
+    all (a file handle each); PostgreSQL keeps 10 and opens the rest when needed."""
+    wanted = 40 + settings.service.previews + settings.service.workers + 4
+    if settings.service.database_url.startswith("sqlite"):
+        return {"pool_size": wanted, "max_overflow": 0, "pool_timeout": 60}
+    return {"pool_size": 10, "max_overflow": wanted - 10}
+
+
 def build_app(
     settings: Settings,
     *,
@@ -110,7 +122,7 @@ def build_app(
     (SHIPSTACK_ROLE: `all` runs them, `api` does not)."""
     if run_operations is None:
         run_operations = settings.service.role == "all"
-    engine = make_engine(settings.service.database_url)
+    engine = make_engine(settings.service.database_url, **pool_options(settings))
     writes = session_factory(engine, immediate=True)
     runner = Runner(settings, writes, on_failed=RollbackOnFailure(settings, writes))
     context = AppContext(
