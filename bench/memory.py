@@ -36,24 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
 
-from bench import list_latency, log_streams
-from bench.common import (
-    ServiceProcess,
-    cluster_at,
-    log,
-    make_user,
-    rss_mib,
-    scratch,
-    service_env,
-    wait_operation,
-    wait_ready,
-)
+from bench import common, list_latency, log_streams
 from toolchain.processes import ProcessSampler
 
 ENGINE = ("pulumi", "pulumi-resource-kubernetes")
 
 
-def operation_memory(service: ServiceProcess, run: Callable[[], None]) -> dict[str, float]:
+def operation_memory(service: common.ServiceProcess, run: Callable[[], None]) -> dict[str, float]:
     """Peak RSS (MiB) of the CLI, the provider, the service and of their sum while `run()` runs."""
     with ProcessSampler(interval=0.05, include=(service.pid,)) as sampler:
         run()
@@ -68,33 +57,35 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--streams", type=int, default=100)
     args = parser.parse_args()
-    root = scratch("memory")
-    with cluster_at(root) as kubeconfig:
-        env = service_env(root, kubeconfig, SHIPSTACK_DRIFT_INTERVAL="0")
-        user_id, key = make_user(env, "bench")
+    root = common.scratch("memory")
+    with common.cluster_at(root) as kubeconfig:
+        env = common.service_env(root, kubeconfig, SHIPSTACK_DRIFT_INTERVAL="0")
+        user_id, key = common.make_user(env, "bench")
         list_latency.seed(env, user_id, args.rows - 1)
         # log_streams's server: the stream slots raised for one user's streams.
-        with ServiceProcess(env, code=log_streams.SERVER, args=[str(args.streams * 2)]) as service:
+        with common.ServiceProcess(env, code=log_streams.SERVER, args=[str(args.streams * 2)]) as service:
             with service.client(key) as c:
-                idle = rss_mib(service.pid)
+                idle = common.rss_mib(service.pid)
 
                 def create(name: str) -> None:
                     body = {"template": "nginx", "name": name}
-                    wait_operation(c, c.post("/api/deployments", json=body).raise_for_status().json()["operationId"])
+                    common.wait_operation(
+                        c, c.post("/api/deployments", json=body).raise_for_status().json()["operationId"]
+                    )
 
                 def change() -> None:
                     body = {"deployment_name": "mem-op", "configData": {"A": "2"}}
-                    wait_operation(c, c.put("/api/deployments/config", json=body).json()["operationId"])
+                    common.wait_operation(c, c.put("/api/deployments/config", json=body).json()["operationId"])
 
                 create("mem-warm")
                 created = operation_memory(service, lambda: create("mem-op"))
                 changed = operation_memory(service, change)
-                wait_ready(c, "mem-op")
+                common.wait_ready(c, "mem-op")
                 assert len(c.get("/api/deployments").json()) == args.rows + 1
-                listed = rss_mib(service.pid)
+                listed = common.rss_mib(service.pid)
             api_port = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1]
             stream_args = argparse.Namespace(steps=[args.streams], open_batch=25, settle=4.0, window=8.0)
-            log(f"opening {args.streams} log streams")
+            common.log(f"opening {args.streams} log streams")
             pids = {"service": service.pid}
             rows, *_ = asyncio.run(
                 log_streams.run_bench(stream_args, service.base, key, ["mem-op"], pids, int(api_port))

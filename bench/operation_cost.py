@@ -39,16 +39,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    ServiceProcess,
-    cluster_at,
-    finished_at,
-    log,
-    make_user,
-    scratch,
-    service_env,
-    wait_operation,
-)
+from bench import common
 from toolchain.processes import ProcessSampler, children_cpu_s, read_stat
 
 ENGINE = ("pulumi", "pulumi-resource-kubernetes")
@@ -73,7 +64,11 @@ def kubeconfig_secrets(path: Path) -> dict[str, str]:
 
 
 def measure(
-    operation: str, service: ServiceProcess, secrets: dict[str, str], run: Callable[[], float | None], command: str
+    operation: str,
+    service: common.ServiceProcess,
+    secrets: dict[str, str],
+    run: Callable[[], float | None],
+    command: str,
 ) -> Measured:
     """Runs `run` (which answers when its operation finished, or None: when it returned)."""
     cpu0 = children_cpu_s(service.pid)
@@ -100,33 +95,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="config changes, restarts and previews measured")
     args = parser.parse_args()
-    root = scratch("ops")
+    root = common.scratch("ops")
     rows: list[Measured] = []
-    with cluster_at(root) as kubeconfig:
-        env = service_env(root, kubeconfig)
-        _, key = make_user(env, "bench")
+    with common.cluster_at(root) as kubeconfig:
+        env = common.service_env(root, kubeconfig)
+        _, key = common.make_user(env, "bench")
         secret_values = [f"s3cret-value-{i}-{os.urandom(6).hex()}" for i in range(2 * args.rounds + 3)]
         secrets = kubeconfig_secrets(kubeconfig)
-        with ServiceProcess(env) as service, service.client(key) as c:
+        with common.ServiceProcess(env) as service, service.client(key) as c:
 
             def create(name: str, value: str) -> Callable[[], float]:
                 def go() -> float:
                     body = {"template": "nginx", "name": name, "envVars": {"GREETING": value}}
                     op = c.post("/api/deployments", json=body).raise_for_status().json()["operationId"]
-                    return done(wait_operation(c, op))
+                    return done(common.wait_operation(c, op))
 
                 return go
 
             def config(value: str) -> Callable[[], float]:
                 def go() -> float:
                     body = {"deployment_name": "bench-op", "configData": {"GREETING": value}}
-                    return done(wait_operation(c, c.put("/api/deployments/config", json=body).json()["operationId"]))
+                    return done(
+                        common.wait_operation(c, c.put("/api/deployments/config", json=body).json()["operationId"])
+                    )
 
                 return go
 
             def restart() -> float:
                 op = c.post("/api/deployments/restart", json={"deployment_name": "bench-op"}).json()["operationId"]
-                return done(wait_operation(c, op))
+                return done(common.wait_operation(c, op))
 
             def preview(value: str) -> Callable[[], None]:
                 def go() -> None:
@@ -138,7 +135,7 @@ def main() -> int:
 
             values = iter(secret_values)
             warm = measure("first create after start", service, {}, create("bench-warm", next(values)), "up")
-            log(f"warm-up: {warm}")
+            common.log(f"warm-up: {warm}")
             value = next(values)
             rows.append(measure("create", service, {**secrets, "env": value}, create("bench-op", value), "up"))
             for _ in range(args.rounds):
@@ -160,7 +157,7 @@ def done(op: dict) -> float:
     """When a succeeded operation finished."""
     if op["status"] != "succeeded":
         raise SystemExit(f"operation failed: {op.get('error')}")
-    return finished_at(op)
+    return common.finished_at(op)
 
 
 def report(rows: list[Measured], warm: Measured) -> None:

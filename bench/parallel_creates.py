@@ -27,16 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    ServiceProcess,
-    cluster_at,
-    finished_at,
-    log,
-    make_user,
-    scratch,
-    service_env,
-    wait_operation,
-)
+from bench import common
 from toolchain.processes import ProcessSampler, children_cpu_s
 
 ENGINE = ("pulumi", "pulumi-resource-kubernetes")
@@ -71,7 +62,7 @@ def at_once(sampler: ProcessSampler, name: str) -> int:
     return most
 
 
-def creates(c: httpx.Client, service: ServiceProcess, prefix: str, count: int) -> Run:
+def creates(c: httpx.Client, service: common.ServiceProcess, prefix: str, count: int) -> Run:
     cpu0, busy0 = children_cpu_s(service.pid), machine_busy_s()
     with ProcessSampler(interval=0.05).watch_rss_of(ENGINE) as sampler:
         t0 = time.time()
@@ -81,8 +72,8 @@ def creates(c: httpx.Client, service: ServiceProcess, prefix: str, count: int) -
             .json()["operationId"]
             for i in range(count)
         ]
-        ops = [wait_operation(c, op, poll_s=0.25) for op in ids]
-        wall = max(finished_at(op) for op in ops) - t0
+        ops = [common.wait_operation(c, op, poll_s=0.25) for op in ids]
+        wall = max(common.finished_at(op) for op in ops) - t0
     failed = [op for op in ops if op["status"] != "succeeded"]
     if failed:
         raise SystemExit(f"{len(failed)} creates failed: {failed[0].get('error')}")
@@ -113,19 +104,19 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=10)
     parser.add_argument("--workers", default="4,16", help="SHIPSTACK_WORKERS values to run with")
     args = parser.parse_args()
-    root = scratch("creates")
+    root = common.scratch("creates")
     results: list[tuple[int, Run, Run]] = []
-    with cluster_at(root) as kubeconfig:
+    with common.cluster_at(root) as kubeconfig:
         for workers in (int(w) for w in args.workers.split(",")):
-            env = service_env(root / f"w{workers}", kubeconfig, SHIPSTACK_WORKERS=str(workers))
-            _, key = make_user(env, "bench")
-            with ServiceProcess(env) as service, service.client(key) as c:
+            env = common.service_env(root / f"w{workers}", kubeconfig, SHIPSTACK_WORKERS=str(workers))
+            _, key = common.make_user(env, "bench")
+            with common.ServiceProcess(env) as service, service.client(key) as c:
                 creates(c, service, "warm", 1)  # the first operation of a process builds its workspace
                 delete_all(c)
                 one = creates(c, service, "one", 1)
-                log(f"workers={workers}: one create {one.wall_s:.1f} s")
+                common.log(f"workers={workers}: one create {one.wall_s:.1f} s")
                 many = creates(c, service, "many", args.creates)
-                log(f"workers={workers}: {args.creates} creates {many.wall_s:.1f} s")
+                common.log(f"workers={workers}: {args.creates} creates {many.wall_s:.1f} s")
                 delete_all(c)
             results.append((workers, one, many))
     print(f"\n{os.cpu_count()} cores; one user's creates of nginx; service, cluster and client on one machine")

@@ -41,18 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    ServiceProcess,
-    cluster_at,
-    finished_at,
-    log,
-    make_user,
-    pct,
-    scratch,
-    service_env,
-    wait_operation,
-    wait_ready,
-)
+from bench import common
 from toolchain.processes import ProcessSampler
 
 
@@ -85,12 +74,12 @@ def burst(c: httpx.Client, name: str, count: int) -> Burst:
         for i in range(count):
             r = c.put("/api/deployments/config", json={"deployment_name": name, "configData": {"B": str(i)}})
             ids.append(r.raise_for_status().json()["operationId"])
-        ops = [wait_operation(c, op) for op in ids]
+        ops = [common.wait_operation(c, op) for op in ids]
     failed = [op for op in ops if op["status"] != "succeeded"]
     if failed:
         raise SystemExit(f"{len(failed)} burst writes failed: {failed[0].get('error')}")
     ups = [s.wall_s(sampler.interval) for s in sampler.named("pulumi") if " up " in f"{s.cmdline} "]
-    drain = max(finished_at(op) for op in ops) - t0
+    drain = max(common.finished_at(op) for op in ops) - t0
     return Burst(writes=count, updates=revisions(c, name) - before, drain_s=drain, ups=ups)
 
 
@@ -142,7 +131,7 @@ async def writer(http: httpx.AsyncClient, name: str, every: float, until: float,
         await asyncio.sleep(every)
 
 
-async def run_load(service: ServiceProcess, key: str, names: list[str], args: argparse.Namespace) -> Load:
+async def run_load(service: common.ServiceProcess, key: str, names: list[str], args: argparse.Namespace) -> Load:
     load = Load()
     limits = httpx.Limits(max_connections=args.readers + args.writers + 5)
     headers = {"Authorization": f"Bearer {key}"}
@@ -159,13 +148,13 @@ def drain(c: httpx.Client, load: Load, ended: float) -> tuple[float, int]:
     last = ended
     lost = 0
     for name, writes in load.accepted.items():
-        ops = [wait_operation(c, op, poll_s=0.5) for op, _ in writes]
+        ops = [common.wait_operation(c, op, poll_s=0.5) for op, _ in writes]
         lost += sum(op["status"] != "succeeded" for op in ops)
-        last = max([last, *(finished_at(op) for op in ops if op.get("finishedAt"))])
+        last = max([last, *(common.finished_at(op) for op in ops if op.get("finishedAt"))])
         in_force = c.get(f"/api/deployments/config?name={name}").json()["configData"].get("W")
         if writes and in_force != writes[-1][1]:
             lost += 1
-            log(f"{name}: config in force {in_force!r}, last accepted write {writes[-1][1]!r}")
+            common.log(f"{name}: config in force {in_force!r}, last accepted write {writes[-1][1]!r}")
     return last - ended, lost
 
 
@@ -179,19 +168,19 @@ def main() -> int:
     parser.add_argument("--write-every", type=float, default=1.0, help="seconds a writer waits between writes")
     parser.add_argument("--skip-burst", action="store_true")
     args = parser.parse_args()
-    root = scratch("load")
-    with cluster_at(root) as kubeconfig:
-        env = service_env(root, kubeconfig)
-        _, key = make_user(env, "bench")
-        with ServiceProcess(env) as service, service.client(key) as c:
+    root = common.scratch("load")
+    with common.cluster_at(root) as kubeconfig:
+        env = common.service_env(root, kubeconfig)
+        _, key = common.make_user(env, "bench")
+        with common.ServiceProcess(env) as service, service.client(key) as c:
             names = [f"bench-w{i}" for i in range(max(1, args.writers))]
             for name in names:
                 c.post("/api/deployments", json={"template": "nginx", "name": name}).raise_for_status()
             for name in names:
-                wait_ready(c, name)
-            log("deployments Ready")
+                common.wait_ready(c, name)
+            common.log("deployments Ready")
             result = None if args.skip_burst else burst(c, names[0], args.burst)
-            log("load starts")
+            common.log("load starts")
             before = sum(revisions(c, n) for n in names)
             cpu0, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             load = asyncio.run(run_load(service, key, names, args))
@@ -224,13 +213,14 @@ def report(
     print(f"      (this client, on the same cores, used {100 * client_cpu:.0f} % of one)")
     print(f"{'reads':12} | {'count':>6} | {'p50':>8} | {'p99':>8}")
     for label, times in [*sorted(load.reads.items()), ("all", everything)]:
-        print(f"{label:12} | {len(times):6} | {pct(times, 0.5) * ms:5.1f} ms | {pct(times, 0.99) * ms:5.1f} ms")
+        p50, p99 = common.pct(times, 0.5) * ms, common.pct(times, 0.99) * ms
+        print(f"{label:12} | {len(times):6} | {p50:5.1f} ms | {p99:5.1f} ms")
     kinds = sorted(set(load.other_errors))[:5]
     print(f"5xx answers: {load.server_errors}; other errors: {len(load.other_errors)} {kinds}")
     print(f"writes accepted {accepted}, refused with 429 {load.refused}, applied by {updates} Pulumi updates; "
           f"lost writes: {lost}")  # fmt: skip
     print(f"drained {drain_s:.1f} s after the load ended (goal: 30 s)")
-    met = pct(everything, 0.99) * ms <= 100 and drain_s <= 30 and lost == 0 and load.server_errors == 0
+    met = common.pct(everything, 0.99) * ms <= 100 and drain_s <= 30 and lost == 0 and load.server_errors == 0
     print(f"goal (read p99 <= 100 ms, drained within 30 s, no 5xx, nothing lost): {'met' if met else 'NOT met'}")
 
 
