@@ -33,7 +33,9 @@ log = logging.getLogger("shipstack.api.auth")
 # writes).
 TOUCH_INTERVAL = timedelta(seconds=60)
 _TOUCHING = threading.Lock()
-_touched: dict[int, float] = {}  # key id -> when this process last recorded its use (monotonic)
+# key prefix (random, unlike a row id that another database may give another key) ->
+# when this process last recorded the key's use (monotonic)
+_touched: dict[str, float] = {}
 
 
 def authenticate(
@@ -54,7 +56,7 @@ def authenticate(
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <API key>'")
         principal, last_used_at = _from_key(factory, value.strip(), now)
-        if (last_used_at is None or last_used_at < now - TOUCH_INTERVAL) and _due(principal.key_id):
+        if (last_used_at is None or last_used_at < now - TOUCH_INTERVAL) and _due(principal.key_prefix):
             _touch(factory, principal, now)
         return principal
     if session_token:
@@ -140,16 +142,16 @@ def reauthenticate(db: Session, principal: Principal) -> Principal | None:
     return None
 
 
-def _due(key_id: int | None) -> bool:
+def _due(key_prefix: str | None) -> bool:
     """True for one request per key and TOUCH_INTERVAL in this process: of the requests
     a new key starts with at once, one writes last_used_at, not all of them."""
-    if key_id is None:
+    if key_prefix is None:
         return False
     now = time.monotonic()
     with _TOUCHING:
-        if now - _touched.get(key_id, -math.inf) < TOUCH_INTERVAL.total_seconds():
+        if now - _touched.get(key_prefix, -math.inf) < TOUCH_INTERVAL.total_seconds():
             return False
-        _touched[key_id] = now
+        _touched[key_prefix] = now
         if len(_touched) > 100_000:  # bounded: forgetting only costs one more UPDATE
             _touched.clear()
         return True

@@ -39,7 +39,8 @@ TemplateName = Annotated[str, documented(enum=sorted(set(load_catalog()) - {"ima
 # Whitespace is never part of a reference; the full grammar is programs.images's.
 ImageRef = Annotated[str, documented(pattern=r"^\S+$")]
 Port = Annotated[int, documented(minimum=1, maximum=65535)]
-Revision = Annotated[int, documented(minimum=1)]
+MAX_REVISION = 2**31 - 1  # revisions.number is a 32-bit integer column (PostgreSQL)
+Revision = Annotated[int, documented(minimum=1, maximum=MAX_REVISION)]
 
 
 class IngressOut(msgspec.Struct, frozen=True):

@@ -22,6 +22,7 @@ from api.accounts.tiers import check_tier_limit
 from api.auth.principal import Principal
 from api.deployments import repo
 from api.deployments.schemas import (
+    MAX_REVISION,
     Accepted,
     ConfigResponse,
     CreateRequest,
@@ -233,7 +234,7 @@ def update_config(
 
 
 def check_rollback(version: int) -> None:
-    if version < 1:
+    if not 1 <= version <= MAX_REVISION:  # beyond, the database's integer overflows
         raise invalid(["version must be a revision number from the history (1 or more)"])
 
 
