@@ -15,14 +15,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import repo
 from api.auth.credentials import hashes_equal, key_prefix, sha256_hex
 from api.auth.principal import Principal, user_scopes
 from api.errors import Unauthorized
 from persistence.accounts import roles_for_user
 from persistence.base import utcnow
-from persistence.keys import get_key_by_prefix, touch_key
+from persistence.keys import touch_key
 from persistence.login_sessions import get_session
-from persistence.models import ApiKey, LoginSession
+from persistence.models import LoginSession
 
 log = logging.getLogger("shipstack.api.auth")
 
@@ -75,31 +76,30 @@ def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> tuple[
     if prefix is None:
         raise Unauthorized("Invalid API key")
     with factory() as db:
-        row = get_key_by_prefix(db, prefix)
-        if row is None or not hashes_equal(row.secret_hash, sha256_hex(raw)):
-            raise Unauthorized("Invalid API key")
-        return _key_principal(db, row, now), row.last_used_at
+        record = repo.key_by_prefix(db, prefix)
+    if record is None or not hashes_equal(record.secret_hash, sha256_hex(raw)):
+        raise Unauthorized("Invalid API key")
+    return _key_principal(record, now), record.last_used_at
 
 
-def _key_principal(db: Session, row: ApiKey, now: datetime) -> Principal:
+def _key_principal(record: repo.KeyRecord, now: datetime) -> Principal:
     # Specific reasons only once the caller has proven they hold the whole key.
-    if row.revoked_at is not None:
+    if record.revoked_at is not None:
         raise Unauthorized("API key revoked")
-    if row.expires_at is not None and row.expires_at <= now:
+    if record.expires_at is not None and record.expires_at <= now:
         raise Unauthorized("API key expired")
-    user = row.user
     return Principal(
-        user_id=user.id,
-        user_name=user.name,
-        is_admin=user.is_admin,
-        tier=user.tier,
-        scopes=frozenset(row.scopes) & user_scopes(user.is_admin),
-        teams=roles_for_user(db, user.id),
+        user_id=record.user_id,
+        user_name=record.user_name,
+        is_admin=record.is_admin,
+        tier=record.tier,
+        scopes=frozenset(record.scopes) & user_scopes(record.is_admin),
+        teams=record.teams,
         via="key",
-        key_id=row.id,
-        key_prefix=row.prefix,
-        key_expires_at=row.expires_at,
-        bound_team_id=row.team_id,
+        key_id=record.id,
+        key_prefix=record.prefix,
+        key_expires_at=record.expires_at,
+        bound_team_id=record.team_id,
     )
 
 
@@ -133,8 +133,8 @@ def reauthenticate(db: Session, principal: Principal) -> Principal | None:
     that opened them."""
     try:
         if principal.via == "key" and principal.key_id is not None:
-            row = db.get(ApiKey, principal.key_id)
-            return None if row is None else _key_principal(db, row, utcnow())
+            record = repo.key_by_id(db, principal.key_id)
+            return None if record is None else _key_principal(record, utcnow())
         if principal.session_id is not None:
             return _session_principal(db, db.get(LoginSession, principal.session_id), utcnow())
     except Unauthorized:
