@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.auth.principal import Principal
 from api.deployments.tenancy import VISIBLE, visibility
+from api.errors import NotFound
 from persistence import operations as ops
 from persistence.drift import DriftStatus
 from persistence.enums import OperationKind, OperationStatus
@@ -68,6 +69,17 @@ def shown(
         if limit is not None:
             params["limit"] = limit
     return db.connection().execute(query, params).all()
+
+
+_ID = select(Deployment.id).where(VISIBLE, Deployment.name == bindparam("name"))
+
+
+def visible_id(db: Session, principal: Principal, name: str) -> int:
+    """The row id of the deployment called `name` if the caller sees it, else 404."""
+    found = db.connection().execute(_ID, {**visibility(principal, None)._asdict(), "name": name}).scalar()
+    if found is None:
+        raise NotFound(f"Deployment '{name}' not found")
+    return found
 
 
 def name_taken(db: Session, name: str) -> bool:
