@@ -142,6 +142,20 @@ def read(text: str | None, passphrase: str) -> dict[str, str] | None:
     }
 
 
+def read_value(text: str | None, passphrase: str, name: str) -> str | None:
+    """One value of the file (a secret decrypted), None when it has none: a reader of
+    one key decrypts nothing else (the sealed kubeconfig is kilobytes)."""
+    if not text:
+        return None
+    doc = _parse(text)
+    value = (doc.get("config") or {}).get(name)
+    if value is None:
+        return None
+    if not _is_secret(value):
+        return render_value(value)
+    return decrypt(key_of(doc.get("encryptionsalt", ""), passphrase), value["secure"])
+
+
 def read_plain(text: str | None, keys: tuple[str, ...]) -> dict[str, str]:
     """Only the named plain (non-secret) values: no key derivation, for readers of many
     stacks at once (the auto-update poll)."""

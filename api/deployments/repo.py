@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Text, bindparam, cast, select
+from sqlalchemy import Row, Select, Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from api.auth.principal import Principal
@@ -71,15 +71,37 @@ def shown(
     return db.connection().execute(query, params).all()
 
 
-_ID = select(Deployment.id).where(VISIBLE, Deployment.name == bindparam("name"))
+_NAMED = Deployment.name == bindparam("name")
+_ID = select(Deployment.id).where(VISIBLE, _NAMED)
+_CONFIG = select(Deployment.id, Deployment.stack_config).where(VISIBLE, _NAMED)
+_PAYLOADS = (
+    select(Operation.payload)
+    .where(Operation.deployment_id == bindparam("deployment_id"), Operation.status.in_(ops.ACTIVE))
+    .order_by(Operation.created_at.desc(), Operation.id.desc())
+)
+
+
+def _visible(db: Session, principal: Principal, name: str, query: Select[Any]) -> Row[Any]:
+    found = db.connection().execute(query, {**visibility(principal, None)._asdict(), "name": name}).first()
+    if found is None:
+        raise NotFound(f"Deployment '{name}' not found")
+    return found
 
 
 def visible_id(db: Session, principal: Principal, name: str) -> int:
     """The row id of the deployment called `name` if the caller sees it, else 404."""
-    found = db.connection().execute(_ID, {**visibility(principal, None)._asdict(), "name": name}).scalar()
-    if found is None:
-        raise NotFound(f"Deployment '{name}' not found")
-    return found
+    return _visible(db, principal, name, _ID)[0]
+
+
+def config_of_record(db: Session, principal: Principal, name: str) -> tuple[int, str | None]:
+    """(row id, stack config of record) of the deployment called `name` if the caller sees it, else 404."""
+    deployment_id, config = _visible(db, principal, name, _CONFIG)
+    return deployment_id, config
+
+
+def active_payloads(db: Session, deployment_id: int) -> list[dict[str, Any] | None]:
+    """The payloads of the deployment row's queued and running operations, newest first."""
+    return list(db.connection().execute(_PAYLOADS, {"deployment_id": deployment_id}).scalars())
 
 
 def name_taken(db: Session, name: str) -> bool:

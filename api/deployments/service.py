@@ -39,7 +39,7 @@ from persistence.enums import DeploymentStatus, OperationKind
 from persistence.models import Deployment
 from programs.images import validate_image
 from programs.names import generate_name
-from programs.spec import DeploymentSpec
+from programs.spec import KEY_ENV, DeploymentSpec
 from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
 from programs.validate import validate_env, validate_spec
 from stacks import sealing, stackconfig
@@ -60,22 +60,19 @@ def invalid(errors: list[str]) -> Invalid:
 
 def get_config(db: Session, principal: Principal, name: str, settings: Settings) -> ConfigResponse:
     """The env vars in force, or those of the newest accepted change still queued."""
-    row = get_visible_deployment(db, principal, name)
-    for op in repo.active_operations(db, row):
-        payload = op.payload or {}
-        payload = sealing.unseal(payload, settings.engine.passphrase)
+    deployment_id, stack_config = repo.config_of_record(db, principal, name)
+    for payload in repo.active_payloads(db, deployment_id):
+        payload = sealing.unseal(payload or {}, settings.engine.passphrase)
         if "spec" in payload:
             return ConfigResponse(configData=dict(payload["spec"].get("env", {})))
         env = (payload.get("change") or {}).get("env")
         if env is not None:
             return ConfigResponse(configData=dict(env))
     try:
-        config = stackconfig.read(row.stack_config, settings.engine.passphrase)
+        env = stackconfig.read_value(stack_config, settings.engine.passphrase, KEY_ENV)
     except stackconfig.StackConfigError:
         raise Internal(f"The stored configuration of '{name}' cannot be read", "config_unreadable") from None
-    if not config:
-        return ConfigResponse(configData={})
-    return ConfigResponse(configData=msgspec.json.decode(config.get("shipstack:env", "{}")))
+    return ConfigResponse(configData=msgspec.json.decode(env or "{}"))
 
 
 # --- writes ------------------------------------------------------------------------
