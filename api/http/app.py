@@ -11,6 +11,7 @@ Every route needs credentials unless its handler has `opt={"public": True}`.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,14 @@ def build_app(
         context.engine_work.shutdown()
         release_sqlite_workers()
 
+    def settle_memory() -> None:
+        """What starting made (modules, the app, the engine's SDK) lives as long as the
+        process: out of the collector's reach. Otherwise each full collection walks
+        some 200,000 objects, a 100 ms pause in whichever request is running (the p99
+        of the deployments list)."""
+        gc.collect()
+        gc.freeze()
+
     async def close_cluster_client() -> None:
         await close_kube(context)
 
@@ -170,7 +179,7 @@ def build_app(
         template_config=pages.template_config(),
         state=State({STATE_KEY: context}),
         # Migrations first, so the workers find the schema ready.
-        on_startup=[migrate_database, start_work],
+        on_startup=[migrate_database, start_work, settle_memory],
         on_shutdown=[stop_work, close_cluster_client, engine.dispose],
         debug=False,
     )
