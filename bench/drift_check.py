@@ -28,7 +28,6 @@ import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -48,6 +47,7 @@ from scheduler.drift import DriftScheduler
 from stacks import drift, engine
 from stacks.settings import Settings
 from toolchain.cluster import LocalCluster
+from toolchain.processes import ProcessSampler
 
 FLEET = 1000
 
@@ -59,52 +59,6 @@ def cpu(who: int) -> float:
 
 # Each deployment's stack config of record, as the service would keep it.
 CONFIGS: dict[str, str] = {}
-
-
-def _descendants(root: int) -> dict[int, str]:
-    parents: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        names[pid] = text[text.index("(") + 1 : text.rindex(")")]
-        parents[pid] = int(text[text.rindex(")") + 2 :].split()[1])
-    out = {}
-    for pid in parents:
-        p = pid
-        while p in parents and p != root:
-            p = parents[p]
-        if p == root and pid != root:
-            out[pid] = names[pid]
-    return out
-
-
-class ProcessSampler:
-    """Every process started below this one while it runs (the cluster's, already
-    running, are not counted): pid -> name."""
-
-    def __init__(self) -> None:
-        self.seen: dict[int, str] = {}
-        self._before = set(_descendants(os.getpid()))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = _descendants(os.getpid())
-            self.seen.update({pid: name for pid, name in now.items() if pid not in self._before})
-            time.sleep(0.02)
-
-    def __enter__(self) -> ProcessSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def one_check(settings: Settings, name: str) -> tuple[float, float, float, int]:
@@ -185,7 +139,7 @@ def main() -> None:
         rows = [(name, *one_check(settings, name)) for name in names for _ in range(args.checks)]
         with ProcessSampler() as sampler:
             drift.check(settings, names[0], CONFIGS[names[0]])
-        started = sorted(sampler.seen.values())
+        started = sorted(s.name for s in sampler.seen.values())
         measured = {k: throughput(settings, names, k, max(6, 2 * k * len(names))) for k in (1, 2, 4)}
         rates = {k: rate for k, (rate, _) in measured.items()}
     finally:

@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api.observe.formats import parse_time_ns  # noqa: E402
+from bench.common import free_port, log, pct  # noqa: E402
 
 SERVER = r"""
 import sys, uvicorn
@@ -65,16 +65,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="asyncio", log_le
 """
 CURSOR_TIME = re.compile(r"@([0-9TZ:.\-]+)#")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -168,13 +158,6 @@ class Row:
     max_ms: float
     kube_connections: int
     failed: int
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 async def run_bench(

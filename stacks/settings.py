@@ -58,6 +58,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     ingress_controller: bool = True
     billing_enabled: bool = False
     workers: int = 4
+    previews: int = 2  # at once in one API process, in their own threads (api.http.engine_work)
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +161,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 ingress_controller=e.parse("SHIPSTACK_INGRESS_CONTROLLER", _bool),
                 billing_enabled=e.parse("SHIPSTACK_BILLING", _bool),
                 workers=e.parse("SHIPSTACK_WORKERS", _positive(int)),
+                previews=e.parse("SHIPSTACK_PREVIEWS", _positive(int)),
             ),
             engine=EngineSettings(
                 backend_url=e.text("PULUMI_BACKEND_URL", f"file://{data_dir / 'state'}"),

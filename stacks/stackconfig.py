@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 
 import yaml
@@ -36,8 +37,19 @@ class StackConfigError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=4096)
-def derive_key(passphrase: str, salt: bytes) -> bytes:
+def _derived(passphrase: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", passphrase.encode(), salt, 1_000_000, 32)
+
+
+# One derivation per salt at a time: forty requests reading one deployment's config at
+# once would otherwise each derive the same key (the cache fills only when the first
+# is done), forty times ~0.3 s of CPU while every other request waits for a core.
+_DERIVING = [threading.Lock() for _ in range(64)]
+
+
+def derive_key(passphrase: str, salt: bytes) -> bytes:
+    with _DERIVING[hash(salt) % len(_DERIVING)]:
+        return _derived(passphrase, salt)
 
 
 def encrypt(key: bytes, plaintext: str) -> str:
@@ -128,6 +140,20 @@ def read(text: str | None, passphrase: str) -> dict[str, str] | None:
         name: decrypt(key, value["secure"]) if _is_secret(value) else render_value(value)
         for name, value in (doc.get("config") or {}).items()
     }
+
+
+def read_value(text: str | None, passphrase: str, name: str) -> str | None:
+    """One value of the file (a secret decrypted), None when it has none: a reader of
+    one key decrypts nothing else (the sealed kubeconfig is kilobytes)."""
+    if not text:
+        return None
+    doc = _parse(text)
+    value = (doc.get("config") or {}).get(name)
+    if value is None:
+        return None
+    if not _is_secret(value):
+        return render_value(value)
+    return decrypt(key_of(doc.get("encryptionsalt", ""), passphrase), value["secure"])
 
 
 def read_plain(text: str | None, keys: tuple[str, ...]) -> dict[str, str]:

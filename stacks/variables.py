@@ -34,6 +34,9 @@ VARIABLES: tuple[Variable, ...] = (
              "`all` serves the API and runs operations and the scheduler; `api` only serves; `worker` only runs "
              "(`python -m api worker` is a worker whatever this says)"),
     Variable("SHIPSTACK_WORKERS", "4", "operations run in parallel (one per deployment at a time)"),
+    Variable("SHIPSTACK_PREVIEWS", "2",
+             "previews (a pulumi process each) one API process runs at once, one per user; 429 with Retry-After "
+             "beyond"),
     Variable("SHIPSTACK_BILLING", "false", "enforce tier limits (free 1, business 10, enterprise unlimited)"),
     Variable("SHIPSTACK_ENGINE_NICE", "10",
              "the niceness pulumi and its provider run at: below the API, so reads never wait for a rollout's CPU"),

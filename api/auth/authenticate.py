@@ -7,26 +7,37 @@ never attach it on their own, which is why key requests need no CSRF token.
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import repo
 from api.auth.credentials import hashes_equal, key_prefix, sha256_hex
 from api.auth.principal import Principal, user_scopes
 from api.errors import Unauthorized
 from persistence.accounts import roles_for_user
 from persistence.base import utcnow
-from persistence.keys import get_key_by_prefix, touch_key
+from persistence.keys import touch_key
 from persistence.login_sessions import get_session
-from persistence.models import ApiKey, LoginSession, User
+from persistence.models import LoginSession, User
 
 log = logging.getLogger("shipstack.api.auth")
 
 # last_used_at is informational; recording it at most once a minute keeps
-# authentication read-only for nearly every request.
+# authentication read-only for nearly every request: the key's row says when it was
+# last recorded, and only then is there an UPDATE (on SQLite even an UPDATE that
+# matches no row takes the write lock, so a read would wait behind the runner's
+# writes).
 TOUCH_INTERVAL = timedelta(seconds=60)
+_TOUCHING = threading.Lock()
+# key prefix (random, unlike a row id that another database may give another key) ->
+# when this process last recorded the key's use (monotonic)
+_touched: dict[str, float] = {}
 
 
 def authenticate(
@@ -46,8 +57,9 @@ def authenticate(
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <API key>'")
-        principal = _from_key(factory, value.strip(), now)
-        _touch(factory, principal, now)
+        principal, last_used_at = _from_key(factory, value.strip(), now)
+        if (last_used_at is None or last_used_at < now - TOUCH_INTERVAL) and _due(principal.key_prefix):
+            _touch(factory, principal, now)
         return principal
     if session_token:
         try:
@@ -59,27 +71,37 @@ def authenticate(
     return None
 
 
-def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> Principal:
+def _from_key(factory: sessionmaker[Session], raw: str, now: datetime) -> tuple[Principal, datetime | None]:
+    """The key's principal, and when the key was last recorded as used."""
     prefix = key_prefix(raw)
     if prefix is None:
         raise Unauthorized("Invalid API key")
     with factory() as db:
-        row = get_key_by_prefix(db, prefix)
-        if row is None or not hashes_equal(row.secret_hash, sha256_hex(raw)):
-            raise Unauthorized("Invalid API key")
-        return _key_principal(db, row, now)
+        record = repo.key_by_prefix(db, prefix)
+    if record is None or not hashes_equal(record.secret_hash, sha256_hex(raw)):
+        raise Unauthorized("Invalid API key")
+    return _key_principal(record, now), record.last_used_at
 
 
-def _key_principal(db: Session, row: ApiKey, now: datetime) -> Principal:
+def _key_principal(record: repo.KeyRecord, now: datetime) -> Principal:
     # Specific reasons only once the caller has proven they hold the whole key.
-    if row.revoked_at is not None:
+    if record.revoked_at is not None:
         raise Unauthorized("API key revoked")
-    if row.expires_at is not None and row.expires_at <= now:
+    if record.expires_at is not None and record.expires_at <= now:
         raise Unauthorized("API key expired")
-    return _principal(
-        db, row.user, frozenset(row.scopes), via="key", key_id=row.id, key_prefix=row.prefix,
-        key_expires_at=row.expires_at, bound_team_id=row.team_id,
-    )  # fmt: skip
+    return Principal(
+        user_id=record.user_id,
+        user_name=record.user_name,
+        is_admin=record.is_admin,
+        tier=record.tier,
+        scopes=frozenset(record.scopes) & user_scopes(record.is_admin),
+        teams=record.teams,
+        via="key",
+        key_id=record.id,
+        key_prefix=record.prefix,
+        key_expires_at=record.expires_at,
+        bound_team_id=record.team_id,
+    )
 
 
 def _from_session(factory: sessionmaker[Session], token: str, now: datetime) -> Principal:
@@ -116,13 +138,28 @@ def reauthenticate(db: Session, principal: Principal) -> Principal | None:
     that opened them."""
     try:
         if principal.via == "key" and principal.key_id is not None:
-            row = db.get(ApiKey, principal.key_id)
-            return None if row is None else _key_principal(db, row, utcnow())
+            record = repo.key_by_id(db, principal.key_id)
+            return None if record is None else _key_principal(record, utcnow())
         if principal.session_id is not None:
             return _session_principal(db, db.get(LoginSession, principal.session_id), utcnow())
     except Unauthorized:
         return None
     return None
+
+
+def _due(key_prefix: str | None) -> bool:
+    """True for one request per key and TOUCH_INTERVAL in this process: of the requests
+    a new key starts with at once, one writes last_used_at, not all of them."""
+    if key_prefix is None:
+        return False
+    now = time.monotonic()
+    with _TOUCHING:
+        if now - _touched.get(key_prefix, -math.inf) < TOUCH_INTERVAL.total_seconds():
+            return False
+        _touched[key_prefix] = now
+        if len(_touched) > 100_000:  # bounded: forgetting only costs one more UPDATE
+            _touched.clear()
+        return True
 
 
 def _touch(factory: sessionmaker[Session], principal: Principal, now: datetime) -> None:

@@ -72,7 +72,9 @@ def require_scope(*scopes: str) -> Guard:
     if unknown:
         raise ValueError(f"unknown scopes {sorted(unknown)}")
 
-    def guard(connection: Any, _handler: BaseRouteHandler) -> None:
+    # Async although it waits on nothing: Litestar runs a sync guard in a worker thread,
+    # a thread hop on every request for a set lookup.
+    async def guard(connection: Any, _handler: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):
             raise Unauthorized("Authentication required")

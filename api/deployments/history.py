@@ -23,9 +23,9 @@ from api.deployments.schemas import (
     RevisionSpec,
     StepOut,
 )
-from api.deployments.service import invalid, managed
-from api.deployments.tenancy import get_visible_deployment
-from api.errors import Conflict, Unavailable
+from api.deployments.service import invalid
+from api.deployments.tenancy import can_manage, get_visible_deployment
+from api.errors import Conflict, Forbidden, Unavailable
 from persistence import revisions
 from programs.images import validate_image
 from programs.spec import (
@@ -114,22 +114,41 @@ def check_preview(data: PreviewRequest) -> None:
         raise invalid(errors)
 
 
-def preview(db: Session, principal: Principal, name: str, data: PreviewRequest, settings: Settings) -> PreviewResponse:
-    """The exact diff the change would make, changing nothing."""
+class PreparedPreview(msgspec.Struct, frozen=True):
+    """What a preview runs: the changed spec and the config of record it starts from."""
+
+    name: str
+    target: DeploymentSpec
+    config: str
+
+
+def prepare_preview(
+    db: Session, principal: Principal, name: str, data: PreviewRequest, settings: Settings
+) -> PreparedPreview:
+    """Everything of a preview before the engine: the caller may change the deployment,
+    it exists in the cluster, the change is valid. Reads only, without a lock: the
+    preview changes nothing, so nothing needs holding while the engine runs."""
     check_preview(data)
-    row = managed(db, principal, name)
+    row = get_visible_deployment(db, principal, name)
+    if not can_manage(principal, row):
+        raise Forbidden(f"You may not change deployment '{name}'")
     current = engine.spec_of(row.stack_config, settings.engine.passphrase)
-    if current is None:
+    if current is None or row.stack_config is None:
         raise Conflict(f"Deployment '{name}' has not been created in the cluster yet", "not_created")
     change = Change(env=data.configData, image=data.image, visibility=data.visibility)
     target = apply_change(current, change, load_catalog().get(current.template))
     errors = validate_spec(target)
     if errors:
         raise invalid(errors)
+    return PreparedPreview(name=name, target=target, config=row.stack_config)
+
+
+def run_preview(settings: Settings, prepared: PreparedPreview) -> PreviewResponse:
+    """The exact diff the change would make, changing nothing: one `pulumi preview`."""
     try:
-        result = engine.preview(settings, target, row.stack_config)
+        result = engine.preview(settings, prepared.target, prepared.config)
     except engine.EngineError:
-        log.exception("preview of %s failed", name)
+        log.exception("preview of %s failed", prepared.name)
         raise Unavailable("The engine could not compute the preview; retry later", "engine_error") from None
     return PreviewResponse(
         changes=result.changes,

@@ -16,10 +16,12 @@ on any write replays the first answer.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import msgspec
 from litestar import MediaType, Request, Response, get, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
@@ -28,8 +30,9 @@ from sqlalchemy.orm import Session
 from api.auth.guards import CurrentPrincipal, TeamContext, require_scope
 from api.auth.middleware import FORM_TYPES
 from api.auth.principal import READ, WRITE, Principal
+from api.deployments import cursor as deployment_cursor
 from api.deployments import history as history_service
-from api.deployments import service, templates
+from api.deployments import reads, service, templates
 from api.deployments.idempotency import HEADER, IdempotentRequest
 from api.deployments.schemas import (
     Accepted,
@@ -52,9 +55,9 @@ from api.deployments.tenancy import resolve_team_context
 from api.deployments.writes import Action, submit
 from api.errors import Invalid
 from api.http.context import Database
-from api.http.dependencies import AppDatabase, AppRunner, AppSettings, DbSession
+from api.http.dependencies import AppDatabase, AppEngineWork, AppRunner, AppSettings, DbSession
 from api.http.document import BODY
-from api.http.errors import error_responses
+from api.http.errors import ErrorBody, error_responses
 from stacks.runner import Runner
 from stacks.settings import Settings
 
@@ -107,12 +110,52 @@ def list_templates() -> TemplatesResponse:
     return templates.list_templates()
 
 
-@get("/api/deployments", guards=READS, sync_to_thread=True, responses=errors())
-def list_deployments(
-    principal: CurrentPrincipal, team_context: TeamContext, db_session: DbSession
-) -> list[DeploymentItem]:
-    """Every deployment the caller can see (or one team's, with `team_id` / `X-Team-Id`)."""
-    return service.list_deployments(db_session, principal, team_context)
+LimitQuery = Annotated[
+    int | None, QueryParameter(ge=1, le=reads.MAX_LIMIT, description="At most this many, and a `Link` to the rest")
+]
+CursorQuery = Annotated[str | None, QueryParameter(description="Where a page starts: from the previous page's `Link`")]
+NEXT_LINK = ResponseHeader(
+    name="Link",
+    documentation_only=True,
+    description='With `limit`, when more deployments follow: `<URL>; rel="next"`, the URL of the next page '
+    "(this request's with its `cursor`); absent on the last page.",
+)
+
+
+# Async, its blocking part in one thread hop: a sync handler that shares its path with
+# a handler registered after it is wrapped for a thread twice by Litestar, and then
+# cannot return a Response.
+@get("/api/deployments", guards=READS, responses=errors(), response_headers=[NEXT_LINK])
+async def list_deployments(
+    request: Request[Any, Any, Any],
+    principal: CurrentPrincipal,
+    team_context: TeamContext,
+    database: AppDatabase,
+    settings: AppSettings,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Response[list[DeploymentItem]]:
+    """Every deployment the caller can see (or one team's, with `team_id` / `X-Team-Id`), oldest first;
+    with `limit`, a page of them, the next one linked in the `Link` header."""
+    passphrase = settings.engine.passphrase
+    after = deployment_cursor.decode(cursor, passphrase) if cursor is not None else None
+
+    def read() -> reads.Page:
+        with database.reads() as db:
+            return reads.list_page(db, principal, team_context, limit=limit, after=after)
+
+    page = await anyio.to_thread.run_sync(read)
+    headers = {}
+    if page.next_after is not None:
+        url = next_page_url(request, deployment_cursor.encode(page.next_after, passphrase))
+        headers["Link"] = f'<{url}>; rel="next"'
+    return Response(content=page.body, media_type=MediaType.JSON, headers=headers)
+
+
+def next_page_url(request: Request[Any, Any, Any], cursor: str) -> str:
+    """This request's URL with `cursor` in place of its own (the team context and limit kept)."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"] + [("cursor", cursor)]
+    return str(request.url.with_replacements(query=urlencode(query)))
 
 
 @get("/api/deployments/status", guards=READS, responses=errors(404))
@@ -120,16 +163,16 @@ async def deployment_status(
     principal: CurrentPrincipal,
     database: AppDatabase,
     name: NameQuery,
-    wait: Annotated[int, QueryParameter(ge=0, le=service.MAX_WAIT_S, description="Long-poll seconds")] = 0,
+    wait: Annotated[int, QueryParameter(ge=0, le=reads.MAX_WAIT_S, description="Long-poll seconds")] = 0,
 ) -> StatusResponse:
     """With `wait=N`, answers as soon as the status changes, or after N seconds."""
 
     def read() -> StatusResponse:
         with database.reads() as db:
-            return service.status(db, principal, name)
+            return reads.status(db, principal, name)
 
     first = await anyio.to_thread.run_sync(read)
-    return await service.wait_for_change(read, first, wait)
+    return await reads.wait_for_change(read, first, wait)
 
 
 @get("/api/deployments/config", guards=READS, sync_to_thread=True, responses=errors(404, 500))
@@ -148,17 +191,34 @@ def deployment_history(
     return history_service.history(db_session, principal, name, settings)
 
 
-@post("/api/deployments/{name:str}/preview", guards=WRITES, status_code=200, sync_to_thread=True,
-      responses=errors(404, 409, 503))  # fmt: skip
-def preview(
+PREVIEW_BUSY = ResponseSpec(
+    ErrorBody,
+    description="Too many previews at once: the server runs a few at a time (SHIPSTACK_PREVIEWS) and one per "
+    "user; or the caller's rate limit. Retry after `Retry-After` seconds.",
+    generate_examples=False,
+)
+
+
+@post("/api/deployments/{name:str}/preview", guards=WRITES, status_code=200,
+      responses={**errors(404, 409, 503), 429: PREVIEW_BUSY})  # fmt: skip
+async def preview(
     principal: CurrentPrincipal,
-    db_session: DbSession,
+    database: AppDatabase,
     settings: AppSettings,
+    engine_work: AppEngineWork,
     name: FromPath[str],
     data: JSONBody[PreviewRequest],
 ) -> PreviewResponse:
-    """The exact diff a change of env, image or visibility would make; nothing changes."""
-    return history_service.preview(db_session, principal, name, data, settings)
+    """The exact diff a change of env, image or visibility would make; nothing changes. Each preview runs
+    a pulumi process: a few at a time per server, one per user, 429 beyond."""
+
+    def run() -> PreviewResponse:
+        with database.reads() as db:
+            prepared = history_service.prepare_preview(db, principal, name, data, settings)
+        return history_service.run_preview(settings, prepared)
+
+    # Not in anyio's thread pool, which every read shares: engine-bound work has its own.
+    return await engine_work.run(principal.user_id, run)
 
 
 # --- writes ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from api.ids import MAX_ID, Id
+from api.ids import Id
 from programs.names import DNS1123_LABEL, MAX_NAME_LENGTH
 from programs.spec import VISIBILITIES
 from programs.templates import load_catalog
@@ -39,7 +39,8 @@ TemplateName = Annotated[str, documented(enum=sorted(set(load_catalog()) - {"ima
 # Whitespace is never part of a reference; the full grammar is programs.images's.
 ImageRef = Annotated[str, documented(pattern=r"^\S+$")]
 Port = Annotated[int, documented(minimum=1, maximum=65535)]
-Revision = Annotated[int, documented(minimum=1, maximum=MAX_ID)]
+MAX_REVISION = 2**31 - 1  # revisions.number is a 32-bit integer column (PostgreSQL)
+Revision = Annotated[int, documented(minimum=1, maximum=MAX_REVISION)]
 
 
 class IngressOut(msgspec.Struct, frozen=True):

@@ -4,19 +4,16 @@ database session that return wire structs or raise domain errors.
 Writes are deltas (`stacks.changes.Change`) queued as operations: a write to a
 deployment that is busy is queued behind the running operation and composes with
 it; only a delete already in progress refuses new writes (409). Reads answer from
-the database (and the stack's config file for env values), never from a pulumi
-process or the cluster.
+the database (`reads`; here the env in force, from the config of record), never
+from a pulumi process or the cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.to_thread
 import msgspec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,22 +22,16 @@ from api.accounts.tiers import check_tier_limit
 from api.auth.principal import Principal
 from api.deployments import repo
 from api.deployments.schemas import (
+    MAX_REVISION,
     Accepted,
     ConfigResponse,
     CreateRequest,
     CreateResponse,
     DeployImageRequest,
-    DeploymentItem,
-    DriftObjectOut,
-    DriftOut,
-    IngressOut,
-    StatusResponse,
 )
 from api.deployments.templates import template_or_invalid
 from api.deployments.tenancy import can_manage, get_visible_deployment
 from api.errors import Conflict, Forbidden, Internal, Invalid, NotFound, RateLimited
-from api.ids import MAX_ID
-from persistence import drift as drift_store
 from persistence import operations as ops
 from persistence import revisions
 from persistence.billing import record_billing_event
@@ -48,130 +39,40 @@ from persistence.enums import DeploymentStatus, OperationKind
 from persistence.models import Deployment
 from programs.images import validate_image
 from programs.names import generate_name
-from programs.spec import DeploymentSpec
+from programs.spec import KEY_ENV, DeploymentSpec
 from programs.templates import fill_generated_env, load_catalog, required_missing, validate_for_template
 from programs.validate import validate_env, validate_spec
 from stacks import sealing, stackconfig
 from stacks.changes import Change
 from stacks.settings import Settings
 
-MAX_WAIT_S = 60
 MAX_QUEUED = 50  # operations waiting on one deployment
 QUEUE_RETRY_S = 10.0
 NAME_ATTEMPTS = 20
-WAIT_POLL_S = 0.5
 
 
 def invalid(errors: list[str]) -> Invalid:
     return Invalid("; ".join(errors))
 
 
-# --- reads -------------------------------------------------------------------------
-
-
-def _ingresses(row: Deployment) -> list[IngressOut]:
-    return [msgspec.convert(i, IngressOut) for i in row.ingresses or []]
-
-
-def drift_out(row: drift_store.DriftStatus | None) -> DriftOut:
-    """The last drift check as the API shows it (all null before the first)."""
-    if row is None:
-        return DriftOut(None, None, [], None, None, None)
-    objects = [
-        DriftObjectOut(
-            kind=o["kind"], name=o["name"], change=o["change"], fields=o.get("fields", []),
-            unmanagedFields=o.get("unmanaged", []), fieldsOmitted=o.get("omitted", 0),
-        )
-        for o in row.objects or []
-    ]  # fmt: skip
-    return DriftOut(
-        checkedAt=row.checked_at,
-        drifted=row.drifted,
-        objects=objects,
-        error=row.error,
-        operationId=row.operation_id,
-        reconcileOperationId=row.reconcile_operation_id,
-    )
-
-
-def item_of(principal: Principal, row: Deployment, drift: drift_store.DriftStatus | None = None) -> DeploymentItem:
-    return DeploymentItem(
-        name=row.name,
-        status=row.status,
-        template=row.template or "image",
-        visibility=row.visibility,
-        ingresses=_ingresses(row) if row.status == DeploymentStatus.READY else [],
-        canDelete=can_manage(principal, row) and row.status != DeploymentStatus.DELETING,
-        lastError=row.last_error if row.status == DeploymentStatus.ERROR else None,
-        image=row.image,
-        teamId=row.team_id,
-        drift=drift_out(drift),
-    )
-
-
-def list_deployments(db: Session, principal: Principal, team_id: int | None) -> list[DeploymentItem]:
-    rows = repo.visible_rows(db, principal, team_id)
-    drift = drift_store.load(db, [r.id for r in rows])
-    return [item_of(principal, r, drift.get(r.id)) for r in rows]
-
-
-def get_item(db: Session, principal: Principal, name: str) -> DeploymentItem:
-    row = get_visible_deployment(db, principal, name)
-    return item_of(principal, row, drift_store.get(db, row.id))
-
-
-def status(db: Session, principal: Principal, name: str) -> StatusResponse:
-    row = get_visible_deployment(db, principal, name)
-    ready = row.status == DeploymentStatus.READY
-    return StatusResponse(
-        status=row.status,
-        deploymentReady=ready,
-        allowDelete=row.status != DeploymentStatus.DELETING,
-        # A new deployment request is welcome when the last one failed; while an
-        # operation is pending or running, or all is Ready, there is nothing to ask.
-        allowRequest=row.status == DeploymentStatus.ERROR,
-        drift=drift_out(drift_store.get(db, row.id)),
-        ingresses=_ingresses(row) if ready else [],
-        statusMessage=row.last_error if row.status == DeploymentStatus.ERROR else row.status_message,
-    )
-
-
-async def wait_for_change(read: Callable[[], Any], first: StatusResponse, wait_s: int) -> StatusResponse:
-    """Polls `read` (a blocking status read, run in a thread) until the status or its
-    message differs from `first`, or `wait_s` passed; a deployment deleted meanwhile
-    leaves the last known status standing."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    current = first
-    while wait_s and loop.time() < deadline:
-        await asyncio.sleep(WAIT_POLL_S)
-        try:
-            current = await anyio.to_thread.run_sync(read)
-        except NotFound:
-            break
-        if current.status != first.status or current.statusMessage != first.statusMessage:
-            break
-    return current
+# --- reads (the list, an item and the status are in `reads`) ------------------------
 
 
 def get_config(db: Session, principal: Principal, name: str, settings: Settings) -> ConfigResponse:
     """The env vars in force, or those of the newest accepted change still queued."""
-    row = get_visible_deployment(db, principal, name)
-    for op in repo.active_operations(db, row):
-        payload = op.payload or {}
-        payload = sealing.unseal(payload, settings.engine.passphrase)
+    deployment_id, stack_config = repo.config_of_record(db, principal, name)
+    for payload in repo.active_payloads(db, deployment_id):
+        payload = sealing.unseal(payload or {}, settings.engine.passphrase)
         if "spec" in payload:
             return ConfigResponse(configData=dict(payload["spec"].get("env", {})))
         env = (payload.get("change") or {}).get("env")
         if env is not None:
             return ConfigResponse(configData=dict(env))
     try:
-        config = stackconfig.read(row.stack_config, settings.engine.passphrase)
+        env = stackconfig.read_value(stack_config, settings.engine.passphrase, KEY_ENV)
     except stackconfig.StackConfigError:
         raise Internal(f"The stored configuration of '{name}' cannot be read", "config_unreadable") from None
-    if not config:
-        return ConfigResponse(configData={})
-    return ConfigResponse(configData=msgspec.json.decode(config.get("shipstack:env", "{}")))
+    return ConfigResponse(configData=msgspec.json.decode(env or "{}"))
 
 
 # --- writes ------------------------------------------------------------------------
@@ -330,7 +231,7 @@ def update_config(
 
 
 def check_rollback(version: int) -> None:
-    if not 1 <= version <= MAX_ID:
+    if not 1 <= version <= MAX_REVISION:  # beyond, the database's integer overflows
         raise invalid(["version must be a revision number from the history (1 or more)"])
 
 

@@ -26,7 +26,9 @@ Choosing the team context (one rule for reads and writes, keys and sessions)
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from typing import NamedTuple
+
+from sqlalchemy import Boolean, ColumnElement, and_, bindparam, false, or_, select
 from sqlalchemy.orm import Session
 
 from api.auth.principal import WRITE, Principal
@@ -67,6 +69,29 @@ def visible_deployments_filter(principal: Principal, team_id: int | None) -> Col
         return Deployment.team_id.in_(teams) if teams else false()
     personal = and_(Deployment.team_id.is_(None), Deployment.owner_user_id == principal.user_id)
     return or_(personal, Deployment.team_id.in_(teams)) if teams else personal
+
+
+class Visibility(NamedTuple):
+    """`visible_deployments_filter`'s rule as the parameters of `VISIBLE`, one statement
+    shape for every caller, so the reads run statements prepared once."""
+
+    personal: bool  # the caller's own deployments outside teams are visible
+    user_id: int
+    teams: list[int]  # the teams whose deployments are visible
+
+
+def visibility(principal: Principal, team_id: int | None) -> Visibility:
+    teams = principal.accessible_team_ids
+    if team_id is not None:
+        return Visibility(False, principal.user_id, [team_id] if team_id in teams else [])
+    return Visibility(principal.bound_team_id is None, principal.user_id, sorted(teams))
+
+
+VISIBLE = or_(
+    and_(bindparam("personal", type_=Boolean), Deployment.team_id.is_(None),
+         Deployment.owner_user_id == bindparam("user_id")),
+    Deployment.team_id.in_(bindparam("teams", expanding=True)),
+)  # fmt: skip
 
 
 def can_view(principal: Principal, row: Deployment) -> bool:

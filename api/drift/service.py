@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from api.auth.principal import Principal
 from api.deployments import repo
+from api.deployments.reads import drift_out
 from api.deployments.schemas import Accepted
-from api.deployments.service import drift_out, enqueue_change, invalid, managed
+from api.deployments.service import enqueue_change, invalid, managed
 from api.deployments.tenancy import get_visible_deployment
 from api.drift.schemas import UNSET, DriftSettingsAccepted, DriftSettingsOut, DriftSettingsPut, DriftStatusOut
 from api.errors import Conflict, Internal

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth.ratelimit import RateLimiter
+from api.http.engine_work import EngineWork
 from stacks.runner import Runner
 from stacks.settings import Settings
 
@@ -41,6 +42,8 @@ class AppContext:
     runner: Runner
     rate_limiter: RateLimiter
     login_limiter: RateLimiter
+    # Request work that waits on a pulumi process (previews): its own few threads.
+    engine_work: EngineWork
     scheduler: AutoUpdateScheduler | None = None
     # The observe routes' cluster client, made on first use on the serving loop.
     kube: Kube | None = None

@@ -1,7 +1,7 @@
 """Typed request dependencies: the database session, settings, the database's
-session factories and the operation runner, each declared by name in a handler
-(`db_session: DbSession`, `settings: AppSettings`, `database: AppDatabase`,
-`runner: AppRunner`)."""
+session factories, the operation runner and the engine-bound request pool, each
+declared by name in a handler (`db_session: DbSession`, `settings: AppSettings`,
+`database: AppDatabase`, `runner: AppRunner`, `engine_work: AppEngineWork`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from sqlalchemy.orm import Session
 
 from api.http.context import Database, context_of
+from api.http.engine_work import EngineWork
 from stacks.runner import Runner
 from stacks.settings import Settings
 
@@ -20,6 +21,7 @@ DbSession = NamedDependency[Session]
 AppSettings = NamedDependency[Settings]
 AppDatabase = NamedDependency[Database]
 AppRunner = NamedDependency[Runner]
+AppEngineWork = NamedDependency[EngineWork]
 
 
 async def provide_db_session(state: State) -> AsyncGenerator[Session, None]:
@@ -52,9 +54,14 @@ def provide_runner(state: State) -> Runner:
     return context_of(state).runner
 
 
+def provide_engine_work(state: State) -> EngineWork:
+    return context_of(state).engine_work
+
+
 DEPENDENCIES = {
     "db_session": Provide(provide_db_session),
     "settings": Provide(provide_settings, sync_to_thread=False),
     "database": Provide(provide_database, sync_to_thread=False),
     "runner": Provide(provide_runner, sync_to_thread=False),
+    "engine_work": Provide(provide_engine_work, sync_to_thread=False),
 }

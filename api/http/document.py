@@ -11,7 +11,8 @@ themselves, so no route can forget it:
 * a route with path parameters can answer 404 (nothing there, or a value the
   router's converter refuses);
 * every 401 carries `WWW-Authenticate` and every 429 `Retry-After`, as
-  `api.http.errors.headers_of` sends them;
+  `api.http.errors.headers_of` sends them; a response header a route documents
+  without a schema (Litestar's `ResponseHeader` takes none) is a string;
 * a 204 has no body;
 * an optional parameter is documented as optional (`required: false`), not as
   nullable: a query string or a header cannot carry a JSON null, and a client
@@ -141,6 +142,9 @@ def _finish_operation(
                 response.headers = {**(response.headers or {}), **ERROR_HEADERS[status]}
         elif status == 204:
             response.content = None
+        for header in (response.headers or {}).values():
+            if isinstance(header, OpenAPIHeader) and header.schema is None:
+                header.schema = Schema(type=OpenAPIType.STRING)
         for media, schema in handler.opt.get(EXTRA_CONTENT, {}).get(status, {}).items():
             response.content = {**(response.content or {}), media: OpenAPIMediaType(schema=schema)}
     operation.responses = dict(sorted(responses.items()))

@@ -8,14 +8,16 @@ from typing import Any, NamedTuple
 from sqlalchemy.orm import Session
 
 from api.auth.principal import Principal
-from api.deployments.tenancy import can_view, get_visible_deployment
+from api.deployments.repo import visible_id
+from api.deployments.tenancy import can_view
 from api.errors import NotFound
+from api.operations import repo
 from api.operations.schemas import OperationOut, OperationsResponse
 from persistence import operations as ops
 from persistence.models import Operation
 
 
-def operation_out(op: Operation, *, with_progress: bool) -> OperationOut:
+def operation_out(op: Operation) -> OperationOut:
     return OperationOut(
         id=op.id,
         deployment=op.deployment_name,
@@ -27,7 +29,7 @@ def operation_out(op: Operation, *, with_progress: bool) -> OperationOut:
         finishedAt=op.finished_at,
         error=op.error,
         result=op.result,
-        progress=list(op.progress or []) if with_progress else [],
+        progress=list(op.progress or []),
     )
 
 
@@ -39,12 +41,21 @@ def visible_operation(db: Session, principal: Principal, op_id: str) -> Operatio
 
 
 def get_operation(db: Session, principal: Principal, op_id: str) -> OperationOut:
-    return operation_out(visible_operation(db, principal, op_id), with_progress=True)
+    return operation_out(visible_operation(db, principal, op_id))
 
 
 def deployment_operations(db: Session, principal: Principal, name: str) -> OperationsResponse:
-    row = get_visible_deployment(db, principal, name)
-    return OperationsResponse(operations=[operation_out(o, with_progress=False) for o in ops.for_deployment(db, row)])
+    deployment_id = visible_id(db, principal, name)
+    return OperationsResponse(
+        operations=[
+            OperationOut(
+                id=op_id, deployment=deployment, kind=kind, status=status, message=message, createdAt=created_at,
+                startedAt=started_at, finishedAt=finished_at, error=error, result=result,
+            )
+            for (op_id, deployment, kind, status, message, created_at, started_at, finished_at, error, result)
+            in repo.recent(db, deployment_id)
+        ]
+    )  # fmt: skip
 
 
 class Snapshot(NamedTuple):

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from api.auth.guards import need
 from api.auth.principal import READ, Principal
 from api.autoupdate import service as autoupdate
+from api.deployments import reads, templates
 from api.deployments import service as deployments
-from api.deployments import templates
 from api.deployments.tenancy import resolve_team_context
 from api.errors import ServiceError
 from persistence.accounts import get_team
@@ -59,7 +59,7 @@ def list_view(db: Session, principal: Principal, team_id: str | None) -> dict[st
     need(principal, READ)
     team = resolve_team_context(principal, team_id)
     return {
-        "items": deployments.list_deployments(db, principal, team),
+        "items": reads.list_deployments(db, principal, team),
         "teams": teams_of(db, principal),
         "team_id": team,
         "api_list_url": "/api/deployments" + (f"?team_id={team}" if team is not None else ""),
@@ -81,10 +81,10 @@ def detail_view(db: Session, principal: Principal, name: str, settings: Settings
     """A deployment's page; the config and auto-update parts carry their own error
     instead of failing the whole page."""
     need(principal, READ)
-    item = deployments.get_item(db, principal, name)
+    item = reads.get_item(db, principal, name)
     view: dict[str, Any] = {
         "item": item,
-        "status": deployments.status(db, principal, name),
+        "status": reads.status(db, principal, name),
         "config": {},
         "config_error": None,
         "auto": None,

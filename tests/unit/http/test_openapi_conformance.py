@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from api.auth.principal import ALL_SCOPES
-from api.deployments.service import MAX_WAIT_S
+from api.deployments.reads import MAX_WAIT_S
 from api.http.app import build_app
 from api.http.context import context_of
 from stacks.settings import Settings

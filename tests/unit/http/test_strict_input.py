@@ -78,3 +78,14 @@ def test_options_lists_every_method_of_the_path(client: TestClient[Litestar], se
         response = client.options(path, headers=key)
         assert response.status_code == 204, path
         assert response.headers["allow"] == allow, path
+
+
+def test_a_rollback_version_past_what_the_database_holds_is_400(client: TestClient[Litestar], seed: Seed) -> None:
+    owner = seed.user("owner")
+    seed.deployment("web", owner, status="Ready")
+    h = bearer(seed.key(owner, (READ, WRITE)))
+    response = client.post("/api/deployments/web/rollback", content=f'{{"version": {HUGE}}}', headers=h)
+    assert response.status_code == 400, response.text
+    assert "version" in response.json()["error"]
+    assert client.post("/api/deployments/web/rollback", json={"version": 2**31}, headers=h).status_code == 400
+    assert client.post("/api/deployments/web/rollback", json={"version": 2**31 - 1}, headers=h).status_code == 404
