@@ -31,7 +31,7 @@ from persistence.models import Deployment, Operation
 from programs.describe import describe_change
 from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
-from stacks import drift_runs, engine, sealing
+from stacks import drift_runs, engine, sealing, stackconfig
 from stacks.changes import Change, apply_change, with_placement
 from stacks.settings import Settings
 
@@ -71,8 +71,9 @@ class Executor:
     def run(self, batch: list[Operation], token: str) -> None:
         leader = batch[0]
         progress = _Progress(self, batch, token)
-        payloads = [sealing.unseal(dict(op.payload or {}), self.settings.engine.passphrase) for op in batch]
+        payloads = [dict(op.payload or {}) for op in batch]
         try:
+            payloads = self._unsealed(payloads)
             row = self._row(leader)
             config = row.stack_config if row is not None else None
             # A drift check holds no lock and leaves nothing pending; and recovery's
@@ -95,6 +96,17 @@ class Executor:
             self._failed(batch, payloads, token, failed.error, progress, failed.update)
         except Exception as exc:
             self._failed(batch, payloads, token, exc, progress)
+
+    def _unsealed(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The payloads with their env values opened; a payload sealed under another
+        passphrase fails the batch (it could never run anywhere with this one)."""
+        try:
+            return [sealing.unseal(p, self.settings.engine.passphrase) for p in payloads]
+        except stackconfig.StackConfigError as exc:
+            raise engine.EngineError(
+                f"the env values queued with this operation cannot be opened ({exc}): they were sealed under "
+                "another PULUMI_CONFIG_PASSPHRASE"
+            ) from None
 
     def _row(self, op: Operation) -> Deployment | None:
         with self.sessions() as s:

@@ -158,8 +158,13 @@ def get_config(db: Session, principal: Principal, name: str, settings: Settings)
     """The env vars in force, or those of the newest accepted change still queued."""
     row = get_visible_deployment(db, principal, name)
     for op in repo.active_operations(db, row):
-        payload = op.payload or {}
-        payload = sealing.unseal(payload, settings.engine.passphrase)
+        try:
+            payload = sealing.unseal(op.payload or {}, settings.engine.passphrase)
+        except stackconfig.StackConfigError:
+            raise Internal(
+                f"The queued configuration of '{name}' cannot be read with this service's passphrase",
+                "config_unreadable",
+            ) from None
         if "spec" in payload:
             return ConfigResponse(configData=dict(payload["spec"].get("env", {})))
         env = (payload.get("change") or {}).get("env")
