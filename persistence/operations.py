@@ -198,6 +198,7 @@ def requeue(session: Session, op: Operation, payload: dict[str, Any], message: s
         .values(
             status=OperationStatus.QUEUED,
             claimed_by=None,
+            claim_token=None,  # the lost claim's token fences nothing any more
             started_at=None,
             heartbeat_at=None,
             payload=payload,
