@@ -9,6 +9,8 @@ PostgreSQL: psycopg 3 (`postgresql+psycopg://`), pre-ping to survive restarts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,31 @@ def alembic_config(connection: Connection) -> Any:
     return cfg
 
 
+@contextmanager
+def sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite's foreign keys off for the migrations run on `conn`, on again after.
+
+    SQLite alters a table by building a new one and dropping the old, and a DROP with
+    foreign keys on deletes the rows that point at it (ON DELETE CASCADE: every
+    revision, drift record and metric sample of a rebuilt `deployments`). The pragma
+    is a no-op inside a transaction, so this must wrap `conn.begin()`."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
+
+
+def check_sqlite_foreign_keys(conn: Connection) -> None:
+    """Raises (so the migration rolls back) if a migration left a dangling reference."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({row[0] for row in broken})
+        raise RuntimeError(f"the migration left rows pointing at nothing in {', '.join(tables)}")
+
+
 def migrate(url: str | URL | Engine, revision: str = "head") -> None:
     """`alembic upgrade head`, safe to call from several processes starting at once."""
     from alembic import command
@@ -100,10 +127,11 @@ def migrate(url: str | URL | Engine, revision: str = "head") -> None:
     try:
         if engine.dialect.name == "sqlite":
             # BEGIN IMMEDIATE: a second process waits for the first one's DDL to commit.
-            with engine.connect() as conn:
+            with engine.connect() as conn, sqlite_foreign_keys_off(conn):
                 conn.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
                 with conn.begin():
                     command.upgrade(alembic_config(conn), revision)
+                    check_sqlite_foreign_keys(conn)
         else:
             with engine.connect() as conn, conn.begin():
                 if engine.dialect.name == "postgresql":

@@ -143,6 +143,9 @@ class Deployment(Base):
     __table_args__ = (
         _one_of("status", DEPLOYMENT_STATUSES, "status"),
         _one_of("visibility", VISIBILITIES, "visibility"),
+        # Records of a deployment hang off its row id, so an id is never used twice
+        # (SQLite would otherwise reuse the newest deleted row's; see migration 0007).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

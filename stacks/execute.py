@@ -35,7 +35,7 @@ from persistence.models import Deployment, Operation
 from programs.describe import describe_change
 from programs.spec import DeploymentSpec
 from programs.templates import load_catalog
-from stacks import drift_runs, engine, locks, redrive, sealing
+from stacks import drift_runs, engine, locks, redrive, sealing, stackconfig
 from stacks.changes import Change, apply_change, with_placement
 from stacks.progress import BatchProgress, Publish
 from stacks.settings import Settings
@@ -85,8 +85,9 @@ class Executor:
         to the queue instead (the stack is still busy elsewhere, or the lock was lost)."""
         leader = batch[0]
         progress = BatchProgress(self.sessions, self.publish, [op.id for op in batch], token)
-        payloads = [sealing.unseal(dict(op.payload or {}), self.settings.engine.passphrase) for op in batch]
+        payloads = [dict(op.payload or {}) for op in batch]
         try:
+            payloads = self._unsealed(payloads)
             row = self._row(leader)
             config = row.stack_config if row is not None else None
             # A drift check holds no lock and leaves nothing pending; and recovery's
@@ -139,6 +140,17 @@ class Executor:
                 fresh = s.get(Operation, op.id, populate_existing=True)
                 if fresh is not None:
                     redrive.requeue_interrupted(s, fresh, by=self.worker_id, token=token)
+
+    def _unsealed(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The payloads with their env values opened; a payload sealed under another
+        passphrase fails the batch (it could never run anywhere with this one)."""
+        try:
+            return [sealing.unseal(p, self.settings.engine.passphrase) for p in payloads]
+        except stackconfig.StackConfigError as exc:
+            raise engine.EngineError(
+                f"the env values queued with this operation cannot be opened ({exc}): they were sealed under "
+                "another PULUMI_CONFIG_PASSPHRASE"
+            ) from None
 
     def _row(self, op: Operation) -> Deployment | None:
         with self.sessions() as s:

@@ -61,8 +61,14 @@ def invalid(errors: list[str]) -> Invalid:
 def get_config(db: Session, principal: Principal, name: str, settings: Settings) -> ConfigResponse:
     """The env vars in force, or those of the newest accepted change still queued."""
     deployment_id, stack_config = repo.config_of_record(db, principal, name)
-    for payload in repo.active_payloads(db, deployment_id):
-        payload = sealing.unseal(payload or {}, settings.engine.passphrase)
+    for sealed in repo.active_payloads(db, deployment_id):
+        try:
+            payload = sealing.unseal(sealed or {}, settings.engine.passphrase)
+        except stackconfig.StackConfigError:
+            raise Internal(
+                f"The queued configuration of '{name}' cannot be read with this service's passphrase",
+                "config_unreadable",
+            ) from None
         if "spec" in payload:
             return ConfigResponse(configData=dict(payload["spec"].get("env", {})))
         env = (payload.get("change") or {}).get("env")

@@ -12,7 +12,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from persistence.base import Base
-from persistence.db import make_engine, normalize_url
+from persistence.db import check_sqlite_foreign_keys, make_engine, normalize_url, sqlite_foreign_keys_off
 
 # Import for side effects: registers every table on Base.metadata for autogenerate and check.
 from persistence import drift, metrics, models, scheduler_tables  # noqa: F401  # isort: skip
@@ -65,6 +65,13 @@ def run_online() -> None:
     engine = make_engine(_url())
     try:
         with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                with sqlite_foreign_keys_off(conn):
+                    _configure(connection=conn)
+                    with context.begin_transaction():
+                        context.run_migrations()
+                        check_sqlite_foreign_keys(conn)
+                return
             _configure(connection=conn)
             with context.begin_transaction():
                 context.run_migrations()
