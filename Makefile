@@ -42,9 +42,10 @@ test: toolchain
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop: what needs no toolchain (pure functions, the HTTP service on SQLite),
-# without the slow schemathesis run and the PostgreSQL variants (`make test` runs both).
+# without the slow schemathesis run and the PostgreSQL variants (`make test` runs both),
+# spread over the machine's cores (pytest-xdist).
 test-unit: install
-	@SHIPSTACK_TEST_DATABASES=sqlite $(PY) -m pytest tests/unit -q -m "not slow" $(PYTEST_ARGS)
+	@SHIPSTACK_TEST_DATABASES=sqlite $(PY) -m pytest tests/unit -q -m "not slow" -n auto $(PYTEST_ARGS)
 
 lint: install
 	@.venv/bin/ruff check .
