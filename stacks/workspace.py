@@ -1,12 +1,12 @@
 """Pulumi workspaces for deployments: one stack per deployment, all in project
 `shipstack`, in one backend.
 
-Every stack's config file (`Pulumi.<stack>.yaml`, which also carries the
-passphrase salt) lives in one persistent folder, `<data>/stacks/`, so secrets
-stay readable across restarts and a person can point the CLI at the same file
-(`pulumi preview -s NAME --config-file .shipstack/stacks/Pulumi.NAME.yaml`).
-The CLI never reaches for the network: plugins come from shipstack's own
-PULUMI_HOME and update checks are off.
+The work dir (`<data>/stacks/`) holds only the project file: each stack's config
+(`Pulumi.<stack>.yaml`, with its passphrase salt) is kept in the database and handed
+to every command as a private file of its own (`stacks.engine.config_file`), so any
+host can run any stack; a person gets it with `shipstack stack-config NAME`. The CLI
+never reaches for the network: plugins come from shipstack's own PULUMI_HOME and
+update checks are off.
 """
 
 from __future__ import annotations

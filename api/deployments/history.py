@@ -1,8 +1,9 @@
 """A deployment's revisions and a preview of a change: the reads that run the engine.
 
-Revisions are Pulumi's own update history, shown in the API's words: each one's
-spec in the shape the API takes and returns (env keys, never values), not raw
-`shipstack:*` config keys; the raw config is one `pulumi stack history` away.
+Revisions are the service's record of every Pulumi update (`persistence.revisions`,
+written with the update's result), shown in the API's words: each one's spec in the
+shape the API takes and returns (env keys, never values), not raw `shipstack:*`
+config keys. A preview runs the engine (its route runs it in `api.http.engine_work`).
 """
 
 from __future__ import annotations
