@@ -33,7 +33,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SHIPSTACK_ROLE", "all",
              "`all` serves the API and runs operations and the scheduler; `api` only serves; `worker` only runs "
              "(`python -m api worker` is a worker whatever this says)"),
-    Variable("SHIPSTACK_WORKERS", "4", "operations run in parallel (one per deployment at a time)"),
+    Variable("SHIPSTACK_WORKERS", "16",
+             "operations run at once (one per deployment at a time; one user gets all but one); each running one "
+             "costs a pulumi and a provider process, about 190 MiB"),
     Variable("SHIPSTACK_PREVIEWS", "2",
              "previews (a pulumi process each) one API process runs at once, one per user; 429 with Retry-After "
              "beyond"),

@@ -37,7 +37,7 @@ def test_defaults_on_an_empty_environment(tmp_path: Path) -> None:
     assert s.engine.passphrase == DEFAULT_PASSPHRASE
     assert s.engine.stacks_dir == tmp_path / "stacks"
     assert s.engine.kubeconfig == tmp_path / "cluster" / "kubeconfig"
-    assert (s.service.workers, s.service.billing_enabled, s.service.ingress_controller) == (4, False, True)
+    assert (s.service.workers, s.service.billing_enabled, s.service.ingress_controller) == (16, False, True)
     assert (s.engine.rollout_timeout_s, s.auth.rate_limit_per_minute, s.auth.session_ttl_s) == (300, 600, 43200)
     assert (s.scheduler.enabled, s.scheduler.poll_interval_s, s.scheduler.lease_ttl_s) == (True, 300, 30)
     assert (s.registry.credentials, s.registry.insecure_hosts, s.registry.max_pages) == ({}, frozenset(), 20)
