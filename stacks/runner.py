@@ -216,6 +216,8 @@ class Runner:
                 self.recover()
             except Exception:
                 log.exception("re-driving interrupted operations failed")
+            if reaped := children.reap_orphaned_plugins(self.settings.engine.pulumi_home):
+                log.warning("killed %d provider plugins a killed pulumi left behind: %s", len(reaped), reaped)
             claims: dict[str, list[str]] = {}
             with self._lock:
                 for op_id, (_, token) in self._running.items():
