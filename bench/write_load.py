@@ -3,10 +3,14 @@ deployment, then readers and writers together for a minute, service and cluster 
 this machine.
 
     .venv/bin/python bench/write_load.py [--burst 50] [--readers 45] [--writers 5] [--seconds 60]
-                                         [--think 0.5] [--write-every 1.0] [--skip-burst]
+                                         [--think 0.5] [--write-every 1.0] [--skip-burst] [--split]
 
 Starts its own local cluster (or uses $KUBECONFIG) and the service under uvicorn in
-a child process (default settings), creates one nginx deployment per writer, then:
+a child process (default settings: one process serves the API and runs the
+operations; with `--split`, an API-only process, SHIPSTACK_ROLE=api, and a
+`nice -n 10 python -m api worker` process beside it, on the same SQLite database: the
+operations' Python work then yields the CPU to reads), creates one
+nginx deployment per writer, then:
 
 1. Burst: `--burst` config writes to one deployment as fast as one client sends
    them; prints how many Pulumi updates ran (revisions), how long until every write
@@ -29,11 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
+import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,12 +174,17 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.5, help="seconds a reader waits between reads")
     parser.add_argument("--write-every", type=float, default=1.0, help="seconds a writer waits between writes")
     parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--split", action="store_true", help="the API in one process, the operations in another")
     args = parser.parse_args()
     root = common.scratch("load")
     with common.cluster_at(root) as kubeconfig:
-        env = common.service_env(root, kubeconfig)
+        env = common.service_env(root, kubeconfig, **({"SHIPSTACK_ROLE": "api"} if args.split else {}))
         _, key = common.make_user(env, "bench")
-        with common.ServiceProcess(env) as service, service.client(key) as c:
+        with (
+            worker_process(env) if args.split else contextlib.nullcontext(),
+            common.ServiceProcess(env) as service,
+            service.client(key) as c,
+        ):
             names = [f"bench-w{i}" for i in range(max(1, args.writers))]
             for name in names:
                 c.post("/api/deployments", json={"template": "nginx", "name": name}).raise_for_status()
@@ -195,12 +207,28 @@ def main() -> int:
     return 0
 
 
+@contextlib.contextmanager
+def worker_process(env: dict[str, str]) -> Iterator[None]:
+    """`nice -n 10 python -m api worker` on the service's database, stopped at the end."""
+    proc = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "api", "worker"], env=env, cwd=common.REPO)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def report(
     args: argparse.Namespace, result: Burst | None, load: Load, after: tuple[float, int, int], client_cpu: float
 ) -> None:
     drain_s, lost, updates = after
     ms = 1000
-    print(f"\n{os.cpu_count()} cores; service (uvicorn, SQLite), local cluster and this client on one machine")
+    service = "an API process and a worker process" if args.split else "service (one process)"
+    print(f"\n{os.cpu_count()} cores; {service} (uvicorn, SQLite), local cluster and this client on one machine")
     if result is not None:
         ups = ", ".join(f"{u:.1f}" for u in result.ups)
         print(f"burst: {result.writes} config writes to one deployment -> {result.updates} Pulumi updates; "

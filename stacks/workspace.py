@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -57,8 +58,12 @@ def pulumi_command(cache_dir: Path, niceness: int) -> auto.PulumiCommand:
     (root / "bin").mkdir()
     wrapper = root / "bin" / "pulumi"
     guard = "setpriv --pdeathsig KILL -- " if shutil.which("setpriv") else ""
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n {niceness} {guard}{shlex.quote(str(real))} "$@"\n')
-    wrapper.chmod(0o755)
+    text = f'#!/bin/sh\nexec nice -n {niceness} {guard}{shlex.quote(str(real))} "$@"\n'
+    # Written by a child process: a file this process held open for writing would be
+    # inherited, for a moment, by every process another thread forks meanwhile, and
+    # running the file in that moment fails with ETXTBSY ("Text file busy"; seen on a
+    # worker's first operation while other threads started processes).
+    subprocess.run(["sh", "-c", 'cat > "$1" && chmod 755 "$1"', "sh", str(wrapper)], input=text.encode(), check=True)
     return auto.PulumiCommand(root=str(root))
 
 
