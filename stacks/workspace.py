@@ -57,8 +57,11 @@ def pulumi_command(cache_dir: Path, niceness: int) -> auto.PulumiCommand:
     root = Path(tempfile.mkdtemp(prefix="shipstack-cli-"))
     (root / "bin").mkdir()
     wrapper = root / "bin" / "pulumi"
-    guard = "setpriv --pdeathsig KILL -- " if shutil.which("setpriv") else ""
-    text = f'#!/bin/sh\nexec nice -n {niceness} {guard}{shlex.quote(str(real))} "$@"\n'
+    # By absolute path: the CLI runs with the engine's PATH, which may hold no /usr/bin.
+    nice = shlex.quote(shutil.which("nice") or "nice")
+    setpriv = shutil.which("setpriv")
+    guard = f"{shlex.quote(setpriv)} --pdeathsig KILL -- " if setpriv else ""
+    text = f'#!/bin/sh\nexec {nice} -n {niceness} {guard}{shlex.quote(str(real))} "$@"\n'
     # Written by a child process: a file this process held open for writing would be
     # inherited, for a moment, by every process another thread forks meanwhile, and
     # running the file in that moment fails with ETXTBSY ("Text file busy"; seen on a
