@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from persistence.models import ApiKey
@@ -46,6 +46,13 @@ def list_keys(session: Session, *, user_id: int | None = None) -> list[ApiKey]:
     if user_id is not None:
         query = query.where(ApiKey.user_id == user_id)
     return list(session.scalars(query))
+
+
+def count_live_keys(session: Session, user_id: int, now: datetime) -> int:
+    """The user's keys that still authenticate: not revoked, not expired."""
+    live = (ApiKey.user_id == user_id) & ApiKey.revoked_at.is_(None)
+    live &= ApiKey.expires_at.is_(None) | (ApiKey.expires_at > now)
+    return session.scalar(select(func.count()).select_from(ApiKey).where(live)) or 0
 
 
 def revoke_key(session: Session, key: ApiKey, now: datetime) -> None:

@@ -88,6 +88,9 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Failed logins allowed per (user, client IP) in each window before 429.
     login_max_attempts: int = 5
     login_window_s: int = 300
+    # Live (unrevoked, unexpired) API keys one user may hold; each one is a credential
+    # to check on every request and to re-check on every open stream.
+    max_api_keys: int = 100
 
 
 class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,6 +186,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 session_cookie_secure=e.parse("SHIPSTACK_SECURE_COOKIES", _bool),
                 login_max_attempts=e.parse("SHIPSTACK_LOGIN_MAX_ATTEMPTS", _non_negative(int)),
                 login_window_s=e.parse("SHIPSTACK_LOGIN_WINDOW", _positive(int)),
+                max_api_keys=e.parse("SHIPSTACK_MAX_API_KEYS", _positive(int)),
             ),
             scheduler=SchedulerSettings(
                 enabled=e.parse("SHIPSTACK_SCHEDULER", _bool),

@@ -67,6 +67,8 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("SHIPSTACK_LOGIN_MAX_ATTEMPTS", "5", "failed sign-ins per user and client address per window"),
     Variable("SHIPSTACK_LOGIN_WINDOW", "300", "seconds of that window"),
+    Variable("SHIPSTACK_MAX_API_KEYS", "100",
+             "live API keys one user may hold; creating one more is a 409 `key_limit` until one is revoked or expires"),
     Variable("SHIPSTACK_SCHEDULER", "true",
              "`false` in API-only processes, so they never lead the auto-update scheduler"),
     Variable("SHIPSTACK_POLL_INTERVAL", "300",

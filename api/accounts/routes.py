@@ -25,7 +25,7 @@ from api.accounts.schemas import (
 from api.auth.guards import CurrentPrincipal, require_scope
 from api.auth.principal import ADMIN
 from api.auth.schemas import KeyCreate, KeyCreated, KeyOut, key_created, key_out
-from api.http.dependencies import DbSession
+from api.http.dependencies import AppSettings, DbSession
 from api.http.errors import AUTH_ERRORS, error_responses
 from api.ids import MAX_ID, IdParam
 from persistence import accounts as q
@@ -114,9 +114,10 @@ class AdminController(Controller):
         accounts.remove_team_member(db_session, team, user)
         db_session.commit()
 
-    @post("/keys", status_code=201, sync_to_thread=True, responses=errors(404))
-    def create_key(self, data: JSONBody[KeyCreate], db_session: DbSession) -> KeyCreated:
-        """The full key is in this response only; it is stored as a hash."""
+    @post("/keys", status_code=201, sync_to_thread=True, responses=errors(404, 409))
+    def create_key(self, data: JSONBody[KeyCreate], db_session: DbSession, settings: AppSettings) -> KeyCreated:
+        """The full key is in this response only; it is stored as a hash. 409 `key_limit`
+        when the user already holds SHIPSTACK_MAX_API_KEYS live keys."""
         user = accounts.require_user(db_session, data.user_id)
         row, plaintext = accounts.issue_api_key(
             db_session,
@@ -125,6 +126,7 @@ class AdminController(Controller):
             name=data.name,
             team_id=data.team_id,
             expires_at=accounts.expiry_from_days(data.expires_days),
+            max_keys=settings.auth.max_api_keys,
         )
         db_session.commit()
         return key_created(row, plaintext, utcnow())

@@ -17,7 +17,7 @@ from api.errors import Conflict, Invalid, NotFound
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import record_billing_event
-from persistence.keys import add_key, get_key_by_prefix, revoke_key
+from persistence.keys import add_key, count_live_keys, get_key_by_prefix, revoke_key
 from persistence.models import TEAM_ROLES, TIERS, ApiKey, Team, TeamMember, User
 
 
@@ -127,8 +127,11 @@ def issue_api_key(
     name: str = "",
     team_id: int | None = None,
     expires_at: datetime | None = None,
+    max_keys: int | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the full key, which exists nowhere else."""
+    """Create a key; returns the row and the full key, which exists nowhere else.
+    `max_keys`: the live keys the user may hold (None: no cap, for the operator's
+    own tools)."""
     wanted = sorted(set(scopes))
     if not wanted:
         raise Invalid("A key needs at least one scope", "bad_request")
@@ -143,6 +146,12 @@ def issue_api_key(
             raise Invalid(f"User '{user.name}' is not in team {team_id}", "bad_request")
     if expires_at is not None and expires_at <= utcnow():
         raise Invalid("Expiry must be in the future", "bad_request")
+    if max_keys is not None and count_live_keys(db, user.id, utcnow()) >= max_keys:
+        raise Conflict(
+            f"User '{user.name}' already holds {max_keys} live API keys, the most one user may "
+            "(SHIPSTACK_MAX_API_KEYS): revoke one first",
+            "key_limit",
+        )
     plaintext, prefix, secret_hash = new_api_key()
     row = add_key(
         db,

@@ -18,7 +18,7 @@ from persistence.base import utcnow
 from persistence.keys import list_keys
 
 
-def create_own_key(db: Session, principal: Principal, data: OwnKeyCreate) -> KeyCreated:
+def create_own_key(db: Session, principal: Principal, data: OwnKeyCreate, max_keys: int) -> KeyCreated:
     wider = sorted(set(data.scopes) - principal.scopes)
     if wider:
         raise Forbidden(f"Cannot grant scopes you do not have: {', '.join(wider)}")
@@ -34,7 +34,9 @@ def create_own_key(db: Session, principal: Principal, data: OwnKeyCreate) -> Key
     if limit is not None and (expires_at is None or expires_at > limit):
         expires_at = limit
     user = require_user(db, principal.user_id)
-    row, plaintext = issue_api_key(db, user, scopes=data.scopes, name=data.name, team_id=team_id, expires_at=expires_at)
+    row, plaintext = issue_api_key(
+        db, user, scopes=data.scopes, name=data.name, team_id=team_id, expires_at=expires_at, max_keys=max_keys
+    )
     db.commit()
     return key_created(row, plaintext, utcnow())
 

@@ -162,9 +162,13 @@ def me(principal: CurrentPrincipal, db_session: DbSession) -> WhoAmI:
 _KEY_ROUTE = {"guards": [require_authenticated()], "responses": AUTH_ERRORS, "sync_to_thread": True, "tags": ["keys"]}
 
 
-@post("/api/keys", status_code=201, summary="Create an API key for yourself; shown in this response only", **_KEY_ROUTE)
-def create_own_key(data: JSONBody[OwnKeyCreate], principal: CurrentPrincipal, db_session: DbSession) -> KeyCreated:
-    return keys.create_own_key(db_session, principal, data)
+@post("/api/keys", status_code=201, summary="Create an API key for yourself; shown in this response only",
+      **{**_KEY_ROUTE, "responses": {**AUTH_ERRORS, **error_responses(409)}})  # fmt: skip
+def create_own_key(
+    data: JSONBody[OwnKeyCreate], principal: CurrentPrincipal, db_session: DbSession, settings: AppSettings
+) -> KeyCreated:
+    """409 `key_limit` when you already hold SHIPSTACK_MAX_API_KEYS live keys."""
+    return keys.create_own_key(db_session, principal, data, settings.auth.max_api_keys)
 
 
 @get("/api/keys", summary="Your API keys (prefixes and metadata, never the keys)", **_KEY_ROUTE)

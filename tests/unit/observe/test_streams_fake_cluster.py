@@ -22,6 +22,7 @@ from litestar.testing import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth.credentials import key_prefix
 from api.auth.principal import READ, WRITE
 from api.http.app import build_app
 from api.http.context import context_of
@@ -33,8 +34,10 @@ from api.observe.hub import PodChange, SourceEnded, open_hubs
 from api.observe.kube import Kube
 from api.observe.kube_models import Event, KubeNotFound, KubeUnavailable
 from api.observe.streams import open_streams
+from api.operations import stream as operation_stream
 from persistence import operations as ops
-from persistence.models import Deployment
+from persistence.base import utcnow
+from persistence.models import ApiKey, Deployment
 from stacks.runner import Runner
 from stacks.settings import Settings
 from tests.fake_cluster import FakeKube
@@ -506,3 +509,36 @@ def test_openapi_documents_the_routes(app: App) -> None:
     for path in ("logs", "metrics", "events"):
         assert f"/api/deployments/{{name}}/{path}" in paths
     assert "/api/operations/{op_id}/events" in paths
+
+
+def test_an_operation_stream_ends_once_its_key_is_revoked(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Authorized when it opens, and again every RECHECK_S: a key revoked meanwhile
+    ends the stream with `gone` (the operation itself never finishes here)."""
+    monkeypatch.setattr(operation_stream, "RECHECK_S", 0.2)
+    monkeypatch.setattr(operation_stream, "DB_POLL_S", 0.2)
+    owner = app.seed.user("streamer")
+    app.seed.deployment("streamed", owner, status="Ready")
+    key = app.seed.key(owner)
+    op_id = _operation(app, "streamed")
+    revoked = threading.Event()
+
+    def revoke_then_give_up() -> None:
+        time.sleep(0.5)  # the stream is open and authorized by now
+        with app.sessions() as db, db.begin():
+            db.execute(update(ApiKey).where(ApiKey.prefix == key_prefix(key)).values(revoked_at=utcnow()))
+        revoked.set()
+        time.sleep(10)  # were the stream to go on, end the operation so the test fails rather than hangs
+        with app.sessions() as db, db.begin():
+            ops.claim_next(db, "test", "token-1")
+            ops.finish(db, op_id, "token-1", ok=True, message="restart")
+
+    thread = threading.Thread(target=revoke_then_give_up, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    r = app.client.get(f"/api/operations/{op_id}/events", headers=bearer(key))
+    ended_after = time.monotonic() - started
+    assert revoked.is_set()
+    end = _events(r.text)[-1]
+    assert end["event"] == "end"
+    assert msgspec.json.decode(end["data"])["status"] == "gone", end
+    assert ended_after < 5
