@@ -44,14 +44,11 @@ def _stack_of(pid: str) -> str | None:
     return None
 
 
-def pulumi_children(stack: str) -> list[int]:
+def pulumi_children(stack: str, parents: dict[int, int] | None = None) -> list[int]:
     """Pids of this process's children running pulumi for `stack`."""
     me = os.getpid()
-    found = []
-    for entry in PROC.iterdir() if PROC.is_dir() else []:
-        if entry.name.isdigit() and _parent_of(entry.name) == me and _stack_of(entry.name) == stack:
-            found.append(int(entry.name))
-    return found
+    parents = _parents() if parents is None else parents
+    return [pid for pid, parent in parents.items() if parent == me and _stack_of(str(pid)) == stack]
 
 
 def _parents() -> dict[int, int]:
@@ -85,8 +82,8 @@ def kill_pulumi(stack: str) -> list[int]:
     """SIGKILLs them with their provider plugins (a pulumi asked to stop nicely
     finishes its current steps first, which is what must not happen once another worker
     may take the stack over). Answers the pids killed."""
-    pids = pulumi_children(stack)
     parents = _parents()
+    pids = pulumi_children(stack, parents)
     killed = []
     for pid in pids:
         tree = [*descendants(pid, parents), pid]
