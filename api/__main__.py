@@ -6,6 +6,8 @@ commands)."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from stacks.settings import Settings
@@ -16,6 +18,8 @@ def serve(argv: list[str]) -> int:
 
     from api import cli
     from api.http.app import build_app
+    from api.http.server import Server
+    from api.worker_process import WorkerProcess
 
     parser = argparse.ArgumentParser(prog="python -m api serve")
     parser.add_argument("--host", default="127.0.0.1")
@@ -30,9 +34,33 @@ def serve(argv: list[str]) -> int:
     cli.main(["bootstrap"])
     print(f"shipstack: serving http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/api/docs)")
     print(f"shipstack: data in {settings.service.data_dir}; kubeconfig {settings.engine.kubeconfig}")
+    child = None
+    if settings.service.role == "all" and settings.service.worker_process:
+        child = WorkerProcess(settings, on_fatal=_stop_serving)
+        child.start()
+        app = build_app(settings, run_operations=False, wake_workers=child.notify)
+    else:
+        app = build_app(settings)
     # The Pulumi SDK does not work under uvloop: use the plain asyncio loop.
-    uvicorn.run(build_app(settings), host=args.host, port=args.port, loop="asyncio", log_level="info")
-    return 0
+    config = uvicorn.Config(app, host=args.host, port=args.port, loop="asyncio", log_level="info")
+    server = Server(config, on_exit=child.stopping if child is not None else None)
+    try:
+        server.run()
+    finally:
+        if child is not None:
+            child.stop()
+    return 1 if _fatal else 0
+
+
+_fatal: list[str] = []
+
+
+def _stop_serving(reason: str) -> None:
+    """The worker process cannot run: writes accepted with nothing to run them would
+    only queue, so stop serving (uvicorn shuts down on SIGTERM) and say why."""
+    _fatal.append(reason)
+    print(f"shipstack: {reason}; stopping the service", file=sys.stderr)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _warn_default_passphrase(settings: Settings) -> None:
@@ -48,12 +76,24 @@ def worker(argv: list[str]) -> int:
     import logging
 
     from api.worker import run_worker
+    from api.worker_process import CANNOT_RUN
+    from stacks.exclusive import SingleWorkerError
 
-    argparse.ArgumentParser(prog="python -m api worker").parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m api worker")
+    parser.add_argument(
+        "--from-serve", action="store_true",
+        help="started by `python -m api serve`: stdin is its pipe (a byte wakes the workers, end of file stops)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
-    _warn_default_passphrase(settings)
-    return run_worker(settings)
+    if not args.from_serve:  # serve has said it already
+        _warn_default_passphrase(settings)
+    try:
+        return run_worker(settings, wakes=sys.stdin.fileno() if args.from_serve else None)
+    except SingleWorkerError as exc:
+        print(f"shipstack: {exc}", file=sys.stderr)
+        return CANNOT_RUN
 
 
 def main() -> int:

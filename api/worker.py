@@ -1,11 +1,14 @@
 """`python -m api worker`: a process that runs operations and takes its turn at
-leading the auto-update scheduler, with no HTTP (scale workers apart from the API)."""
+leading the auto-update scheduler, with no HTTP (scale workers apart from the API, or
+the child that `python -m api serve` starts: see `api.worker_process`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 
 from persistence.db import make_engine, migrate, session_factory
 from scheduler.failures import RollbackOnFailure
@@ -17,8 +20,26 @@ from stacks.settings import Settings
 log = logging.getLogger("shipstack.worker")
 
 
-def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
-    """Runs until SIGTERM or SIGINT (or `stop` is set)."""
+def follow_wakes(fd: int, notify: Callable[[], None], stop: threading.Event) -> None:
+    """Each read from `fd` (the API process's pipe) wakes the workers; end of file
+    (the API process is gone, however it died) stops this process."""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            log.info("the API process that started this worker is gone; stopping")
+            stop.set()
+            return
+        notify()
+
+
+def run_worker(settings: Settings, stop: threading.Event | None = None, wakes: int | None = None) -> int:
+    """Runs until SIGTERM or SIGINT (or `stop` is set, or `wakes`, a pipe's read end,
+    is closed)."""
     stop = stop or threading.Event()
     engine = make_engine(settings.service.database_url)
     migrate(engine)
@@ -31,6 +52,8 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
             signal.signal(sig, lambda *_: stop.set())
     runner.start()
     scheduler.start()
+    if wakes is not None:
+        threading.Thread(target=follow_wakes, args=(wakes, runner.notify, stop), name="wakes", daemon=True).start()
     log.info("worker %s running %d workers", runner.owner, runner.workers)
     try:
         stop.wait()

@@ -38,6 +38,13 @@ from stacks.settings import Settings
 uvicorn.run(build_app(Settings.from_env()), host="127.0.0.1", port=int(sys.argv[1]), loop="asyncio",
             log_level="warning", timeout_graceful_shutdown=5, backlog=4096)
 """
+# What `make run` runs: `python -m api serve` (with role `all`, the operations in its
+# child worker process unless SHIPSTACK_WORKER_PROCESS=false).
+SERVE = r"""
+import sys
+from api.__main__ import serve
+sys.exit(serve(["--port", sys.argv[1]]))
+"""
 READ_WRITE = ("deployments:read", "deployments:write")
 
 

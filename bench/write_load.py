@@ -3,14 +3,13 @@ deployment, then readers and writers together for a minute, service and cluster 
 this machine.
 
     .venv/bin/python bench/write_load.py [--burst 50] [--readers 45] [--writers 5] [--seconds 60]
-                                         [--think 0.5] [--write-every 1.0] [--skip-burst] [--split]
+                                         [--think 0.5] [--write-every 1.0] [--skip-burst] [--in-process]
 
-Starts its own local cluster (or uses $KUBECONFIG) and the service under uvicorn in
-a child process (default settings: one process serves the API and runs the
-operations; with `--split`, an API-only process, SHIPSTACK_ROLE=api, and a
-`nice -n 10 python -m api worker` process beside it, on the same SQLite database: the
-operations' Python work then yields the CPU to reads), creates one
-nginx deployment per writer, then:
+Starts its own local cluster (or uses $KUBECONFIG) and the service as `make run`
+does, `python -m api serve` on its defaults: the API process, and the operations in
+its child worker process at nice 10, on one SQLite database (with `--in-process`,
+SHIPSTACK_WORKER_PROCESS=false: the operations' Python work in the API process),
+creates one nginx deployment per writer, then:
 
 1. Burst: `--burst` config writes to one deployment as fast as one client sends
    them; prints how many Pulumi updates ran (revisions), how long until every write
@@ -33,14 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,15 +170,14 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.5, help="seconds a reader waits between reads")
     parser.add_argument("--write-every", type=float, default=1.0, help="seconds a writer waits between writes")
     parser.add_argument("--skip-burst", action="store_true")
-    parser.add_argument("--split", action="store_true", help="the API in one process, the operations in another")
+    parser.add_argument("--in-process", action="store_true", help="the operations in the API process")
     args = parser.parse_args()
     root = common.scratch("load")
     with common.cluster_at(root) as kubeconfig:
-        env = common.service_env(root, kubeconfig, **({"SHIPSTACK_ROLE": "api"} if args.split else {}))
+        env = common.service_env(root, kubeconfig, **({"SHIPSTACK_WORKER_PROCESS": "false"} if args.in_process else {}))
         _, key = common.make_user(env, "bench")
         with (
-            worker_process(env) if args.split else contextlib.nullcontext(),
-            common.ServiceProcess(env) as service,
+            common.ServiceProcess(env, code=common.SERVE) as service,
             service.client(key) as c,
         ):
             names = [f"bench-w{i}" for i in range(max(1, args.writers))]
@@ -207,27 +202,12 @@ def main() -> int:
     return 0
 
 
-@contextlib.contextmanager
-def worker_process(env: dict[str, str]) -> Iterator[None]:
-    """`nice -n 10 python -m api worker` on the service's database, stopped at the end."""
-    proc = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "api", "worker"], env=env, cwd=common.REPO)
-    try:
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def report(
     args: argparse.Namespace, result: Burst | None, load: Load, after: tuple[float, int, int], client_cpu: float
 ) -> None:
     drain_s, lost, updates = after
     ms = 1000
-    service = "an API process and a worker process" if args.split else "service (one process)"
+    service = "service, operations in the API process" if args.in_process else "service (API, child worker process)"
     print(f"\n{os.cpu_count()} cores; {service} (uvicorn, SQLite), local cluster and this client on one machine")
     if result is not None:
         ups = ", ".join(f"{u:.1f}" for u in result.ups)

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,8 +50,11 @@ class Runner:
         sessions: sessionmaker[Session],
         workers: int | None = None,
         on_failed: OnFailed | None = None,
+        wake_elsewhere: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Wakes the workers of another process (`serve`'s child worker) on notify.
+        self.wake_elsewhere = wake_elsewhere
         self.sessions = sessions
         self.workers = workers or settings.service.workers
         # One tenant (a team, or a user) may run at most this many operations at once in
@@ -108,6 +112,8 @@ class Runner:
     def notify(self) -> None:
         """Wakes a worker now rather than at its next poll."""
         self._wake.set()
+        if self.wake_elsewhere is not None:
+            self.wake_elsewhere()
 
     def idle(self) -> bool:
         with self._lock:

@@ -60,6 +60,12 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Rollouts wait on the cluster, not the CPU: 10 creates at once take 1.7x one with
     # 16 workers and 4.1x with 4 (bench/parallel_creates.py).
     workers: int = 16
+    # `serve` with role `all` runs the operations in a child `python -m api worker` at
+    # this niceness, so their Python work (the inline program, the engine's events)
+    # never holds the API's GIL or CPU: read p99 under load 42-60 ms against 84-138 ms
+    # in one process (bench/write_load.py). False keeps them in the API process.
+    worker_process: bool = True
+    worker_nice: int = 10
     previews: int = 2  # at once in one API process, in their own threads (api.http.engine_work)
 
 
@@ -166,6 +172,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 ingress_controller=e.parse("SHIPSTACK_INGRESS_CONTROLLER", _bool),
                 billing_enabled=e.parse("SHIPSTACK_BILLING", _bool),
                 workers=e.parse("SHIPSTACK_WORKERS", _positive(int)),
+                worker_process=e.parse("SHIPSTACK_WORKER_PROCESS", _bool),
+                worker_nice=e.parse("SHIPSTACK_WORKER_NICE", _niceness),
                 previews=e.parse("SHIPSTACK_PREVIEWS", _positive(int)),
             ),
             engine=EngineSettings(

@@ -36,12 +36,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SHIPSTACK_WORKERS", "16",
              "operations run at once (one per deployment at a time; one user gets all but one); each running one "
              "costs a pulumi and a provider process, about 190 MiB"),
+    Variable("SHIPSTACK_WORKER_PROCESS", "true",
+             "with role `all`, `python -m api serve` runs the operations and the scheduler in a child process "
+             "(`python -m api worker`, restarted if it dies, stopped with the service) so reads never wait for "
+             "their CPU; `false` runs them in the API process (one process, about 100 MiB, less)"),
+    Variable("SHIPSTACK_WORKER_NICE", "10", "the niceness of that child worker process"),
     Variable("SHIPSTACK_PREVIEWS", "2",
              "previews (a pulumi process each) one API process runs at once, one per user; 429 with Retry-After "
              "beyond"),
     Variable("SHIPSTACK_BILLING", "false", "enforce tier limits (free 1, business 10, enterprise unlimited)"),
     Variable("SHIPSTACK_ENGINE_NICE", "10",
-             "the niceness pulumi and its provider run at: below the API, so reads never wait for a rollout's CPU"),
+             "how much nicer than the process running the operations pulumi and its provider run (`nice -n`, at most "
+             "19 in all): below the API, so reads never wait for a rollout's CPU"),
     Variable("SHIPSTACK_ROLLOUT_TIMEOUT", "300",
              "seconds a rollout may take before the update fails (and an auto-update is rolled back)"),
     Variable("SHIPSTACK_INGRESS_NAMESPACE_SELECTOR", "kubernetes.io/metadata.name=ingress-nginx",

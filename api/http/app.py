@@ -12,7 +12,7 @@ Every route needs credentials unless its handler has `opt={"public": True}`.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +121,18 @@ def build_app(
     settings: Settings,
     *,
     run_operations: bool | None = None,
+    wake_workers: Callable[[], None] | None = None,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
     """`run_operations=False` serves the API without workers or the auto-update
     scheduler (another process runs them); by default the role decides
-    (SHIPSTACK_ROLE: `all` runs them, `api` does not)."""
+    (SHIPSTACK_ROLE: `all` runs them, `api` does not). `wake_workers` is called
+    whenever a write is accepted: it wakes another process's workers."""
     if run_operations is None:
         run_operations = settings.service.role == "all"
     engine = make_engine(settings.service.database_url, **pool_options(settings))
     writes = session_factory(engine, immediate=True)
-    runner = Runner(settings, writes, on_failed=RollbackOnFailure(settings, writes))
+    runner = Runner(settings, writes, on_failed=RollbackOnFailure(settings, writes), wake_elsewhere=wake_workers)
     context = AppContext(
         settings=settings,
         db=Database(engine=engine, reads=session_factory(engine), writes=writes),

@@ -41,6 +41,15 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def process_group(pid: int) -> int | None:
+    """The process group of a live process (a service started here leads its own), or
+    None once it is gone."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 
 from stacks import workspace
 from stacks.settings import REPO_ROOT, Settings
-from tests.integration.processes import free_port, start_service, stop_service, wait_http
+from tests.integration.processes import free_port, process_group, start_service, stop_service, wait_http
 
 PASSPHRASE = "scaleout-test-passphrase-not-the-default"
 FINISHED = ("succeeded", "failed")
@@ -128,11 +128,12 @@ class Fleet:
             return list(conn.execute(text(query), params))
 
     def runner_of(self, op_id: str) -> Host | None:
-        """The host whose worker claimed the operation (the workers table names its pid)."""
+        """The host whose worker claimed the operation: the workers table names the pid
+        of `serve`'s child worker process, in the session each host was started in."""
         found = self.rows("SELECT w.pid FROM operations o JOIN workers w ON w.id = o.claimed_by "
                           "WHERE o.id = :id AND o.status = 'running'", id=op_id)  # fmt: skip
-        pids = {row.pid for row in found}
-        return next((h for h in self.hosts if h.proc is not None and h.proc.pid in pids), None)
+        groups = {process_group(row.pid) for row in found}
+        return next((h for h in self.hosts if h.proc is not None and h.proc.pid in groups), None)
 
     def end_lock_sessions(self) -> int:
         """Ends every stack-lock session on the service database, as a failover or an

@@ -38,6 +38,7 @@ def test_defaults_on_an_empty_environment(tmp_path: Path) -> None:
     assert s.engine.stacks_dir == tmp_path / "stacks"
     assert s.engine.kubeconfig == tmp_path / "cluster" / "kubeconfig"
     assert (s.service.workers, s.service.billing_enabled, s.service.ingress_controller) == (16, False, True)
+    assert (s.service.role, s.service.worker_process, s.service.worker_nice) == ("all", True, 10)
     assert (s.engine.rollout_timeout_s, s.auth.rate_limit_per_minute, s.auth.session_ttl_s) == (300, 600, 43200)
     assert (s.scheduler.enabled, s.scheduler.poll_interval_s, s.scheduler.lease_ttl_s) == (True, 300, 30)
     assert (s.registry.credentials, s.registry.insecure_hosts, s.registry.max_pages) == ({}, frozenset(), 20)
@@ -59,6 +60,8 @@ def test_defaults_on_an_empty_environment(tmp_path: Path) -> None:
         ),
         ({"SHIPSTACK_WORKERS": "12"}, lambda s: s.service.workers, 12),
         ({"SHIPSTACK_RATE_LIMIT": "0"}, lambda s: s.auth.rate_limit_per_minute, 0),
+        ({"SHIPSTACK_WORKER_PROCESS": "false"}, lambda s: s.service.worker_process, False),
+        ({"SHIPSTACK_WORKER_NICE": "0"}, lambda s: s.service.worker_nice, 0),
     ],
 )
 def test_values_are_parsed(env: dict[str, str], read, want) -> None:  # type: ignore[no-untyped-def]
@@ -74,6 +77,8 @@ def test_values_are_parsed(env: dict[str, str], read, want) -> None:  # type: ig
         ("SHIPSTACK_BILLING", "maybe"),
         ("SHIPSTACK_ROLLOUT_TIMEOUT", "1.5"),
         ("SHIPSTACK_REGISTRY_AUTH", "{not json"),
+        ("SHIPSTACK_WORKER_PROCESS", "sometimes"),
+        ("SHIPSTACK_WORKER_NICE", "20"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

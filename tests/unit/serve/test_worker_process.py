@@ -1,0 +1,186 @@
+"""The child worker process of `python -m api serve` (role `all`): started at a lower
+priority, holding the one SQLite claim to run operations, woken through its pipe,
+started again when it dies, and gone once the API process is, however that died."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from api.worker import follow_wakes
+from api.worker_process import CANNOT_RUN, MAX_PAUSE_S, STEADY_S, restart_pause
+from persistence.db import make_engine
+from stacks.settings import REPO_ROOT
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "uptime_s", "deaths", "want"),
+    [
+        (1, 0.5, 1, 1.0),  # the first quick death: a short pause
+        (1, 0.5, 2, 2.0),
+        (-9, 3.0, 4, 8.0),  # killed: as any other death
+        (1, 0.5, 9, MAX_PAUSE_S),  # capped
+        (1, STEADY_S, 7, 1.0),  # it had run steadily: after a second
+        (0, 0.1, 1, 1.0),  # exiting on its own while the API serves is a death too
+        (CANNOT_RUN, 0.2, 1, None),  # another process runs operations here: give up
+        (CANNOT_RUN, STEADY_S * 2, 1, None),
+    ],
+)
+def test_restart_pause(exit_code: int, uptime_s: float, deaths: int, want: float | None) -> None:
+    assert restart_pause(exit_code, uptime_s, deaths) == want
+
+
+def test_a_byte_on_the_pipe_wakes_the_workers_and_its_end_stops_the_process() -> None:
+    read_end, write_end = os.pipe()
+    wakes = threading.Semaphore(0)
+    stop = threading.Event()
+    follower = threading.Thread(target=follow_wakes, args=(read_end, wakes.release, stop), daemon=True)
+    follower.start()
+    try:
+        os.write(write_end, b"\n")
+        assert wakes.acquire(timeout=5)
+        assert not stop.is_set()
+        os.close(write_end)  # what the kernel does when the API process dies
+        assert stop.wait(5)
+        follower.join(5)
+        assert not follower.is_alive()
+    finally:
+        os.close(read_end)
+
+
+# --- the real processes ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    """Live children, whichever of its threads started them (each task lists its own)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return [p for p in found if _alive(p)]
+
+
+def _niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[16])
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(what: str, check: Callable[[], object], timeout: float = 60) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"{what}: not within {timeout:.0f} s")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
+    """`python -m api serve` on its defaults (role `all`) in a data folder of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPSTACK_", "PULUMI_BACKEND"))}
+    env |= {"SHIPSTACK_DATA": str(tmp_path), "SHIPSTACK_WORKERS": "2", "SHIPSTACK_DRIFT_INTERVAL": "0"}
+    log = tmp_path / "serve.log"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api", "serve", "--port", str(port)],
+        cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait_for("the service answering", healthy)
+        yield proc, env, tmp_path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for pid in _pgroup(proc.pid):  # whatever the test left of the group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _pgroup(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    found.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return found
+
+
+def _lease_pids(data: Path) -> set[int]:
+    engine = make_engine(f"sqlite:///{data / 'shipstack.db'}")
+    try:
+        with engine.connect() as conn:
+            return {row.pid for row in conn.execute(text("SELECT pid FROM workers"))}
+    finally:
+        engine.dispose()
+
+
+def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_gone_with_the_api(
+    service: tuple[subprocess.Popen[bytes], dict[str, str], Path],
+) -> None:
+    proc, env, data = service
+    (child,) = _wait_for("the worker process", lambda: _children(proc.pid))  # type: ignore[misc]
+    assert _cmdline(child)[-4:-1] == ["api", "worker", "--from-serve"]
+    assert _niceness(child) == 10
+    assert _niceness(proc.pid) == 0  # the API keeps its priority
+    _wait_for("the child's worker lease", lambda: child in _lease_pids(data))
+
+    # The child, not the API process, holds the right to run operations on this SQLite
+    # file: a second worker is refused, and says why.
+    second = subprocess.run([sys.executable, "-m", "api", "worker"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert second.returncode == CANNOT_RUN
+    assert "another shipstack process runs operations" in second.stderr
+
+    # kill -9 of the child: the API process starts another one.
+    os.kill(child, signal.SIGKILL)
+    (again,) = _wait_for("a new worker process", lambda: [p for p in _children(proc.pid) if p != child])  # type: ignore[misc]
+    _wait_for("the new child's worker lease", lambda: again in _lease_pids(data))
+    assert "died (exit code -9); starting it again" in (data / "serve.log").read_text()
+
+    # kill -9 of the API process alone: its pipe closes and the child stops by itself.
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    _wait_for("the orphaned worker process stopping", lambda: not _alive(again), timeout=30)
+    assert "the API process that started this worker is gone" in (data / "serve.log").read_text()
