@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 from stacks.settings import Settings
@@ -34,33 +33,31 @@ def serve(argv: list[str]) -> int:
     cli.main(["bootstrap"])
     print(f"shipstack: serving http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/api/docs)")
     print(f"shipstack: data in {settings.service.data_dir}; kubeconfig {settings.engine.kubeconfig}")
+    fatal: list[str] = []
     child = None
     if settings.service.role == "all" and settings.service.worker_process:
-        child = WorkerProcess(settings, on_fatal=_stop_serving)
+        child = WorkerProcess(settings, on_fatal=lambda reason: stop_serving(reason))
         child.start()
         app = build_app(settings, run_operations=False, wake_workers=child.notify)
     else:
         app = build_app(settings)
     # The Pulumi SDK does not work under uvloop: use the plain asyncio loop.
     config = uvicorn.Config(app, host=args.host, port=args.port, loop="asyncio", log_level="info")
-    server = Server(config, on_exit=child.stopping if child is not None else None)
+    server = Server(config, on_exit=child.stopping if child else None, on_stopped=child.stop if child else None)
+
+    def stop_serving(reason: str) -> None:
+        """The worker process cannot run: writes accepted with nothing to run them would
+        only queue, so stop serving and say why."""
+        fatal.append(reason)
+        print(f"shipstack: {reason}; stopping the service", file=sys.stderr)
+        server.should_exit = True
+
     try:
         server.run()
     finally:
         if child is not None:
             child.stop()
-    return 1 if _fatal else 0
-
-
-_fatal: list[str] = []
-
-
-def _stop_serving(reason: str) -> None:
-    """The worker process cannot run: writes accepted with nothing to run them would
-    only queue, so stop serving (uvicorn shuts down on SIGTERM) and say why."""
-    _fatal.append(reason)
-    print(f"shipstack: {reason}; stopping the service", file=sys.stderr)
-    os.kill(os.getpid(), signal.SIGTERM)
+    return 1 if fatal else 0
 
 
 def _warn_default_passphrase(settings: Settings) -> None:
@@ -90,10 +87,19 @@ def worker(argv: list[str]) -> int:
     if not args.from_serve:  # serve has said it already
         _warn_default_passphrase(settings)
     try:
-        return run_worker(settings, wakes=sys.stdin.fileno() if args.from_serve else None)
+        code = run_worker(settings, wakes=sys.stdin.fileno() if args.from_serve else None)
     except SingleWorkerError as exc:
         print(f"shipstack: {exc}", file=sys.stderr)
         return CANNOT_RUN
+    # The workers had their few seconds to finish. A pulumi still running (a destroy
+    # retrying against a cluster that is gone) would hold the interpreter's exit, which
+    # joins the Automation API's threads, for minutes: exit now instead. That pulumi dies
+    # with this process (the wrapper's parent-death signal) and its operation is taken
+    # over by the next worker, as after a kill.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main() -> int:

@@ -97,8 +97,9 @@ class Runner:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout  # for all of them: 16 busy threads are not 80 s
         for t in self._threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
         # With nothing left running the lease ends now, so nobody waits for it to
         # expire; a pulumi still running keeps it (no more renewals) until it expires,
         # so no other worker removes that pulumi's backend lock while it may live.

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from api.worker import follow_wakes
 from api.worker_process import CANNOT_RUN, MAX_PAUSE_S, STEADY_S, restart_pause
@@ -152,6 +153,8 @@ def _lease_pids(data: Path) -> set[int]:
     try:
         with engine.connect() as conn:
             return {row.pid for row in conn.execute(text("SELECT pid FROM workers"))}
+    except OperationalError:  # not migrated yet
+        return set()
     finally:
         engine.dispose()
 
@@ -184,3 +187,35 @@ def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_g
     proc.wait(10)
     _wait_for("the orphaned worker process stopping", lambda: not _alive(again), timeout=30)
     assert "the API process that started this worker is gone" in (data / "serve.log").read_text()
+
+
+def test_a_signal_to_the_whole_service_stops_both_processes_and_starts_nothing_again(
+    service: tuple[subprocess.Popen[bytes], dict[str, str], Path],
+) -> None:
+    proc, _, data = service
+    (child,) = _wait_for("the worker process", lambda: _children(proc.pid))  # type: ignore[misc]
+    _wait_for("the child's worker lease", lambda: child in _lease_pids(data))
+    os.killpg(proc.pid, signal.SIGTERM)  # what `kill -TERM -PGID`, or Ctrl+C's SIGINT, does
+    assert proc.wait(30) == -signal.SIGTERM  # uvicorn ends by raising the signal again, as a server should
+    _wait_for("the worker process stopping", lambda: not _alive(child), timeout=30)
+    assert _pgroup(proc.pid) == []
+    assert "starting it again" not in (data / "serve.log").read_text()
+
+
+def test_serve_stops_and_says_why_when_its_worker_cannot_run(tmp_path: Path) -> None:
+    """Another process already runs operations on this SQLite file: a service whose
+    writes nothing would run is not left serving."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPSTACK_", "PULUMI_BACKEND"))}
+    env |= {"SHIPSTACK_DATA": str(tmp_path), "SHIPSTACK_WORKERS": "1", "SHIPSTACK_DRIFT_INTERVAL": "0"}
+    holder = subprocess.Popen([sys.executable, "-m", "api", "worker"], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        _wait_for("the first worker's lease", lambda: _lease_pids(tmp_path))
+        served = subprocess.run([sys.executable, "-m", "api", "serve", "--port", str(_free_port())], cwd=REPO_ROOT,
+                                env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        holder.terminate()
+        holder.wait(30)
+    assert served.returncode == 1
+    assert "another shipstack process runs operations on the SQLite database" in served.stderr
+    assert "the worker process cannot run (exit code 3)" in served.stderr
