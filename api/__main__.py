@@ -17,6 +17,7 @@ def serve(argv: list[str]) -> int:
 
     from api import cli
     from api.http.app import build_app
+    from api.http.context import context_of
     from api.http.server import Server
     from api.worker_process import WorkerProcess
 
@@ -39,6 +40,7 @@ def serve(argv: list[str]) -> int:
         child = WorkerProcess(settings, on_fatal=lambda reason: stop_serving(reason))
         child.start()
         app = build_app(settings, run_operations=False, wake_workers=child.notify)
+        child.on_event = context_of(app.state).runner.publish
     else:
         app = build_app(settings)
     # The Pulumi SDK does not work under uvloop: use the plain asyncio loop.
@@ -81,13 +83,14 @@ def worker(argv: list[str]) -> int:
         "--from-serve", action="store_true",
         help="started by `python -m api serve`: stdin is its pipe (a byte wakes the workers, end of file stops)",
     )  # fmt: skip
+    parser.add_argument("--events-fd", type=int, help="with --from-serve: the pipe the engine's events go to")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     if not args.from_serve:  # serve has said it already
         _warn_default_passphrase(settings)
     try:
-        code = run_worker(settings, wakes=sys.stdin.fileno() if args.from_serve else None)
+        code = run_worker(settings, wakes=sys.stdin.fileno() if args.from_serve else None, events=args.events_fd)
     except SingleWorkerError as exc:
         print(f"shipstack: {exc}", file=sys.stderr)
         return CANNOT_RUN

@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+from api.worker_process import EventSender
 from persistence.db import make_engine, migrate, session_factory
 from scheduler.failures import RollbackOnFailure
 from scheduler.jobs import AutoUpdateScheduler
@@ -37,15 +38,23 @@ def follow_wakes(fd: int, notify: Callable[[], None], stop: threading.Event) -> 
         notify()
 
 
-def run_worker(settings: Settings, stop: threading.Event | None = None, wakes: int | None = None) -> int:
+def run_worker(
+    settings: Settings, stop: threading.Event | None = None, wakes: int | None = None, events: int | None = None
+) -> int:
     """Runs until SIGTERM or SIGINT (or `stop` is set, or `wakes`, a pipe's read end,
-    is closed)."""
+    is closed); `events`, a pipe's write end, gets every engine event."""
     stop = stop or threading.Event()
     engine = make_engine(settings.service.database_url)
     migrate(engine)
     claim_sqlite_workers(engine)
     writes = session_factory(engine, immediate=True)
-    runner = Runner(settings, writes, on_failed=RollbackOnFailure(settings, writes))
+    sender = EventSender(events) if events is not None else None
+    runner = Runner(
+        settings,
+        writes,
+        on_failed=RollbackOnFailure(settings, writes),
+        publish_elsewhere=sender.send if sender is not None else None,
+    )
     scheduler = AutoUpdateScheduler(settings, engine, notify=runner.notify)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

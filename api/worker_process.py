@@ -5,7 +5,9 @@ never wait on its GIL or its CPU.
 
 Its stdin is a pipe from the API process: a byte wakes its workers the moment a write
 is accepted (rather than at their next one-second poll), and end of file, which the
-kernel delivers however the API process dies, stops it. A child that dies is started
+kernel delivers however the API process dies, stops it. A second pipe carries the
+engine's events back, one JSON line each, to the API process's listeners: progress
+streams stay live rather than following the database's copy, saved once a second. A child that dies is started
 again, after a pause that grows while it keeps dying; one that cannot run at all
 (another process already runs operations on this SQLite file) stops the service.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -22,6 +25,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+import msgspec
 
 from stacks.settings import REPO_ROOT, Settings
 
@@ -52,9 +58,54 @@ def restart_pause(exit_code: int, uptime_s: float, deaths_in_a_row: int) -> floa
     return min(MAX_PAUSE_S, MIN_PAUSE_S * 2.0 ** max(0, deaths_in_a_row - 1))
 
 
-def worker_command(settings: Settings) -> list[str]:
+Deliver = Callable[[str, dict[str, Any] | None], None]
+# Events waiting for the pipe in the child; beyond, they are dropped (a stream then
+# shows them from the database's copy, or not at all if later ones went through).
+EVENTS_QUEUED = 10_000
+
+
+def worker_command(settings: Settings, events_fd: int) -> list[str]:
     nice = shutil.which("nice") or "nice"
-    return [nice, "-n", str(settings.service.worker_nice), sys.executable, "-m", "api", "worker", "--from-serve"]
+    return [
+        nice, "-n", str(settings.service.worker_nice),
+        sys.executable, "-m", "api", "worker", "--from-serve", "--events-fd", str(events_fd),
+    ]  # fmt: skip
+
+
+class EventSender:
+    """The child's end: `send` never blocks an engine thread; one thread writes lines."""
+
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "wb", buffering=0)
+        self._queue: queue.Queue[bytes] = queue.Queue(EVENTS_QUEUED)
+        self.dropped = 0
+        threading.Thread(target=self._write, name="events-out", daemon=True).start()
+
+    def send(self, op_id: str, item: dict[str, Any] | None) -> None:
+        try:
+            self._queue.put_nowait(msgspec.json.encode([op_id, item]) + b"\n")
+        except queue.Full:
+            self.dropped += 1
+
+    def _write(self) -> None:
+        while True:
+            line = self._queue.get()
+            try:
+                self._out.write(line)
+            except OSError:  # the API process is gone; the wake pipe's end stops us
+                return
+
+
+def read_events(fd: int, deliver: Deliver) -> None:
+    """The API process's end: each line to `deliver`, until the child's end closes."""
+    with os.fdopen(fd, "rb") as lines:
+        for line in lines:
+            try:
+                op_id, item = msgspec.json.decode(line)
+            except (msgspec.DecodeError, ValueError):
+                log.warning("a malformed event line from the worker process was dropped")
+                continue
+            deliver(op_id, item)
 
 
 class WorkerProcess:
@@ -64,6 +115,9 @@ class WorkerProcess:
     def __init__(self, settings: Settings, on_fatal: Callable[[str], None]) -> None:
         self.settings = settings
         self.on_fatal = on_fatal
+        # Where the child's engine events go (the API process's runner's listeners);
+        # set once the app exists, events before that have no listener anyway.
+        self.on_event: Deliver | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -113,11 +167,23 @@ class WorkerProcess:
         with self._lock:  # so stop() never misses a child started while it stops
             if self._stopping.is_set():
                 return
-            proc = subprocess.Popen(worker_command(self.settings), stdin=subprocess.PIPE, cwd=REPO_ROOT)
+            events_in, events_out = os.pipe()
+            try:
+                proc = subprocess.Popen(
+                    worker_command(self.settings, events_out), stdin=subprocess.PIPE, cwd=REPO_ROOT,
+                    pass_fds=(events_out,),
+                )  # fmt: skip
+            finally:
+                os.close(events_out)  # the child's copy is its own: its exit ends our reading
             assert proc.stdin is not None
             os.set_blocking(proc.stdin.fileno(), False)
             self._proc = proc
+        threading.Thread(target=read_events, args=(events_in, self._deliver), name="events-in", daemon=True).start()
         log.info("worker process %d started (nice %d)", proc.pid, self.settings.service.worker_nice)
+
+    def _deliver(self, op_id: str, item: dict[str, Any] | None) -> None:
+        if self.on_event is not None:
+            self.on_event(op_id, item)
 
     def _supervise(self) -> None:
         deaths = 0

@@ -51,10 +51,14 @@ class Runner:
         workers: int | None = None,
         on_failed: OnFailed | None = None,
         wake_elsewhere: Callable[[], None] | None = None,
+        publish_elsewhere: Callable[[str, dict[str, Any] | None], None] | None = None,
     ) -> None:
         self.settings = settings
-        # Wakes the workers of another process (`serve`'s child worker) on notify.
+        # Wakes the workers of another process (`serve`'s child worker) on notify, and
+        # hands this process's engine events to another's listeners (the child's to the
+        # API process serving the streams).
         self.wake_elsewhere = wake_elsewhere
+        self.publish_elsewhere = publish_elsewhere
         self.sessions = sessions
         self.workers = workers or settings.service.workers
         # One tenant (a team, or a user) may run at most this many operations at once in
@@ -67,7 +71,7 @@ class Runner:
         # Called as (kind, deployment, payload, error) after a failure is recorded; the
         # scheduler's automatic rollback of a failed auto-update hangs here, so that
         # stacks never imports scheduler.
-        self.executor = Executor(settings, sessions, self._publish, on_failed, worker_id=self.owner)
+        self.executor = Executor(settings, sessions, self.publish, on_failed, worker_id=self.owner)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -136,11 +140,14 @@ class Runner:
             if not listeners:
                 self._listeners.pop(op_id, None)
 
-    def _publish(self, op_id: str, item: dict[str, Any] | None) -> None:
+    def publish(self, op_id: str, item: dict[str, Any] | None) -> None:
+        """An engine event (None: the operation ended) to this process's listeners."""
         with self._lock:
             listeners = list(self._listeners.get(op_id, []))
         for q in listeners:
             q.put(item)
+        if self.publish_elsewhere is not None:
+            self.publish_elsewhere(op_id, item)
 
     # --- recovery ----------------------------------------------------------
 
@@ -186,7 +193,7 @@ class Runner:
                     for op in batch:
                         self._running.pop(op.id, None)
                 for op in batch:
-                    self._publish(op.id, None)
+                    self.publish(op.id, None)
 
     def _run_locked(self, batch: list[Operation], token: str) -> bool:
         """Runs the batch holding its stack's lock; False when the stack was busy

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from api.worker import follow_wakes
-from api.worker_process import CANNOT_RUN, MAX_PAUSE_S, STEADY_S, restart_pause
+from api.worker_process import CANNOT_RUN, MAX_PAUSE_S, STEADY_S, EventSender, read_events, restart_pause
 from persistence.db import make_engine
 from stacks.settings import REPO_ROOT
 
@@ -58,6 +58,25 @@ def test_a_byte_on_the_pipe_wakes_the_workers_and_its_end_stops_the_process() ->
         assert not follower.is_alive()
     finally:
         os.close(read_end)
+
+
+def test_engine_events_cross_the_pipe_in_order_and_a_bad_line_is_skipped() -> None:
+    read_end, write_end = os.pipe()
+    got: list[tuple[str, object]] = []
+    reader = threading.Thread(target=read_events, args=(read_end, lambda op, i: got.append((op, i))), daemon=True)
+    reader.start()
+    sender = EventSender(os.dup(write_end))
+    os.write(write_end, b"not json\n")
+    os.close(write_end)
+    events = [("op-1", {"type": "step", "n": i, "text": "line\nwith a newline"}) for i in range(500)]
+    for op_id, item in events:
+        sender.send(op_id, item)
+    sender.send("op-1", None)  # the operation ended
+    deadline = time.monotonic() + 10
+    while len(got) < len(events) + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == [*events, ("op-1", None)]
+    assert sender.dropped == 0
 
 
 # --- the real processes ------------------------------------------------------------
@@ -164,7 +183,7 @@ def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_g
 ) -> None:
     proc, env, data = service
     (child,) = _wait_for("the worker process", lambda: _children(proc.pid))  # type: ignore[misc]
-    assert _cmdline(child)[-4:-1] == ["api", "worker", "--from-serve"]
+    assert _cmdline(child)[-6:-2] == ["api", "worker", "--from-serve", "--events-fd"]
     assert _niceness(child) == 10
     assert _niceness(proc.pid) == 0  # the API keeps its priority
     _wait_for("the child's worker lease", lambda: child in _lease_pids(data))
