@@ -35,9 +35,19 @@ def serve(argv: list[str]) -> int:
     print(f"shipstack: serving http://{args.host}:{args.port} (API docs: http://{args.host}:{args.port}/api/docs)")
     print(f"shipstack: data in {settings.service.data_dir}; kubeconfig {settings.engine.kubeconfig}")
     fatal: list[str] = []
+    server: Server | None = None
+
+    def stop_serving(reason: str) -> None:
+        """The worker process cannot run: writes accepted with nothing to run them would
+        only queue, so stop serving (or never start) and say why."""
+        fatal.append(reason)
+        print(f"shipstack: {reason}; stopping the service", file=sys.stderr)
+        if server is not None:
+            server.should_exit = True
+
     child = None
     if settings.service.role == "all" and settings.service.worker_process:
-        child = WorkerProcess(settings, on_fatal=lambda reason: stop_serving(reason))
+        child = WorkerProcess(settings, on_fatal=stop_serving)
         child.start()
         app = build_app(settings, run_operations=False, wake_workers=child.notify)
         child.on_event = context_of(app.state).runner.publish
@@ -46,16 +56,9 @@ def serve(argv: list[str]) -> int:
     # The Pulumi SDK does not work under uvloop: use the plain asyncio loop.
     config = uvicorn.Config(app, host=args.host, port=args.port, loop="asyncio", log_level="info")
     server = Server(config, on_exit=child.stopping if child else None, on_stopped=child.stop if child else None)
-
-    def stop_serving(reason: str) -> None:
-        """The worker process cannot run: writes accepted with nothing to run them would
-        only queue, so stop serving and say why."""
-        fatal.append(reason)
-        print(f"shipstack: {reason}; stopping the service", file=sys.stderr)
-        server.should_exit = True
-
     try:
-        server.run()
+        if not fatal:  # from here on, stop_serving stops the server itself
+            server.run()
     finally:
         if child is not None:
             child.stop()

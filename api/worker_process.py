@@ -7,9 +7,11 @@ Its stdin is a pipe from the API process: a byte wakes its workers the moment a 
 is accepted (rather than at their next one-second poll), and end of file, which the
 kernel delivers however the API process dies, stops it. A second pipe carries the
 engine's events back, one JSON line each, to the API process's listeners: progress
-streams stay live rather than following the database's copy, saved once a second. A child that dies is started
-again, after a pause that grows while it keeps dying; one that cannot run at all
-(another process already runs operations on this SQLite file) stops the service.
+streams stay live rather than following the database's copy, saved once a second.
+
+A child that dies is started again, after a pause that grows while it keeps dying;
+one that cannot run at all (another process already runs operations on this SQLite
+file) stops the service.
 """
 
 from __future__ import annotations
@@ -173,6 +175,9 @@ class WorkerProcess:
                     worker_command(self.settings, events_out), stdin=subprocess.PIPE, cwd=REPO_ROOT,
                     pass_fds=(events_out,),
                 )  # fmt: skip
+            except BaseException:
+                os.close(events_in)
+                raise
             finally:
                 os.close(events_out)  # the child's copy is its own: its exit ends our reading
             assert proc.stdin is not None
