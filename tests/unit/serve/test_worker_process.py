@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -23,6 +22,7 @@ from api.worker import follow_wakes
 from api.worker_process import CANNOT_RUN, MAX_PAUSE_S, STEADY_S, EventSender, read_events, restart_pause
 from persistence.db import make_engine
 from stacks.settings import REPO_ROOT
+from tests.integration.processes import free_port, process_group, start_service, wait_http
 
 
 @pytest.mark.parametrize(
@@ -82,14 +82,6 @@ def test_engine_events_cross_the_pipe_in_order_and_a_bad_line_is_skipped() -> No
 # --- the real processes ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     """Live children, whichever of its threads started them (each task lists its own)."""
     found = []
@@ -130,21 +122,10 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str,
     """`python -m api serve` on its defaults (role `all`) in a data folder of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPSTACK_", "PULUMI_BACKEND"))}
     env |= {"SHIPSTACK_DATA": str(tmp_path), "SHIPSTACK_WORKERS": "2", "SHIPSTACK_DRIFT_INTERVAL": "0"}
-    log = tmp_path / "serve.log"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "serve", "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    port = free_port()
+    proc = start_service(env, port, tmp_path / "serve.log")
     try:
-        _wait_for("the service answering", healthy)
+        wait_http(f"http://127.0.0.1:{port}/api/health")
         yield proc, env, tmp_path
     finally:
         if proc.poll() is None:
@@ -156,15 +137,7 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str,
 
 
 def _pgroup(pgid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    found.append(int(entry.name))
-            except ProcessLookupError:
-                continue
-    return found
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and process_group(int(e.name)) == pgid]
 
 
 def _lease_pids(data: Path) -> set[int]:
@@ -230,7 +203,7 @@ def test_serve_stops_and_says_why_when_its_worker_cannot_run(tmp_path: Path) -> 
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         _wait_for("the first worker's lease", lambda: _lease_pids(tmp_path))
-        served = subprocess.run([sys.executable, "-m", "api", "serve", "--port", str(_free_port())], cwd=REPO_ROOT,
+        served = subprocess.run([sys.executable, "-m", "api", "serve", "--port", str(free_port())], cwd=REPO_ROOT,
                                 env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     finally:
         holder.terminate()
