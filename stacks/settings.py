@@ -62,7 +62,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 16
     # `serve` with role `all` runs the operations in a child `python -m api worker` at
     # this niceness, so their Python work (the inline program, the engine's events)
-    # never holds the API's GIL or CPU: read p99 under load 42-60 ms against 84-138 ms
+    # never holds the API's GIL or CPU: read p99 under load 67-91 ms against 84-173 ms
     # in one process (bench/write_load.py). False keeps them in the API process.
     worker_process: bool = True
     worker_nice: int = 10

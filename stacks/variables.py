@@ -39,7 +39,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SHIPSTACK_WORKER_PROCESS", "true",
              "with role `all`, `python -m api serve` runs the operations and the scheduler in a child process "
              "(`python -m api worker`, restarted if it dies, stopped with the service) so reads never wait for "
-             "their CPU; `false` runs them in the API process (one process, about 100 MiB, less)"),
+             "their CPU; `false` runs them in the API process (one process, about 150 MiB, less)"),
     Variable("SHIPSTACK_WORKER_NICE", "10", "the niceness of that child worker process"),
     Variable("SHIPSTACK_PREVIEWS", "2",
              "previews (a pulumi process each) one API process runs at once, one per user; 429 with Retry-After "
