@@ -26,9 +26,7 @@ def follow_wakes(fd: int, notify: Callable[[], None], stop: threading.Event) -> 
     (the API process is gone, however it died) stops this process."""
     while True:
         try:
-            data = os.read(fd, 4096)
-        except InterruptedError:
-            continue
+            data = os.read(fd, 4096)  # retried on EINTR by Python itself (PEP 475)
         except OSError:
             data = b""
         if not data:
