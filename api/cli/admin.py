@@ -273,7 +273,10 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         if engine.dialect.name == "sqlite" and engine.url.database:
             Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         migrate(engine)
-        with session_factory(engine)() as db:
+        # IMMEDIATE: commands read, then write (bootstrap counts users first). A
+        # deferred read would fail with "database is locked" if a running worker
+        # committed in between, where an immediate one waits its turn.
+        with session_factory(engine, immediate=True)() as db:
             return args.func(args, db)
     except ServiceError as exc:
         _info(f"error: {exc.message} ({exc.code})")

@@ -6,11 +6,13 @@ import io
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from api.cli import main
+from persistence.db import make_engine
 from stacks.settings import Settings
 from tests.seed import MakeClient, bearer
 
@@ -105,3 +107,32 @@ def test_shipstack_module_entry_point(app_settings: Settings) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ssk_")
     assert "created admin user 'ops'" in result.stderr
+
+
+def test_bootstrap_succeeds_while_another_process_keeps_writing(
+    app_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker already running on the database commits every second (its lease, the
+    scheduler's): the bootstrap that `serve` runs first must wait its turn, not fail
+    with "database is locked" because a commit landed between its read and its write."""
+    assert main(["migrate"], settings=app_settings) == 0
+    engine = make_engine(app_settings.service.database_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE noise (n INTEGER)")
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO noise VALUES (1)")
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        code, out, err = run(app_settings, capsys, "bootstrap")
+    finally:
+        stop.set()
+        writer.join()
+        engine.dispose()
+    assert code == 0, err
+    assert out.strip().startswith("ssk_")
