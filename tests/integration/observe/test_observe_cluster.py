@@ -33,6 +33,7 @@ from api.observe.hub import open_hubs
 from api.observe.streams import open_streams
 from tests.integration.conftest import Service
 from tests.serving import serve
+from tests.waiting import wait_until
 
 LINE = re.compile(r'127\.0\.0\.1 - - "GET /healthz HTTP/1\.1" 200 2 request=(\d+)')
 
@@ -124,17 +125,6 @@ def connections_to(port: int) -> int:
     return count
 
 
-def wait_until(check, timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 # --- the test -----------------------------------------------------------------------------
 
 
@@ -174,12 +164,12 @@ def test_observe_a_deployment(service: Service, monkeypatch: pytest.MonkeyPatch)
 
         asyncio.run(_follow_and_resume(base, h, name, apiserver_port(service)))
         # Every client stream, and the shared watch and follows behind them, is gone.
-        wait_until(lambda: open_streams() == 0 and open_hubs() == 0, 10, "the streams to close")
+        wait_until("the streams to close", lambda: open_streams() == 0 and open_hubs() == 0, 10)
 
         # A restart replaces the pod; an open stream moves on to the new one.
         restart_at = time.time()
         asyncio.run(_stream_follows_restart(base, h, name, c, service))
-        wait_until(lambda: open_streams() == 0 and open_hubs() == 0, 10, "the streams to close")
+        wait_until("the streams to close", lambda: open_streams() == 0 and open_hubs() == 0, 10)
 
         _events_after_create_and_restart(c, h, name, restart_at)
         _metrics(c, h, name, service)
@@ -347,7 +337,7 @@ def _events_after_create_and_restart(c: Any, h: dict[str, str], name: str, resta
         ]
         return events if scaled else None
 
-    events = wait_until(has_restart_events, 30, "the restart's ScalingReplicaSet event")
+    events = wait_until("the restart's ScalingReplicaSet event", has_restart_events, 30)
     times = [parse_time_ns(e["time"]) or 0 for e in events]
     assert times == sorted(times, reverse=True), "newest first"
     reasons = {e["reason"] for e in events}

@@ -11,13 +11,13 @@ import os
 import subprocess
 import time
 
-import pytest
 from kubernetes import client, config
 
 from programs.deployment import program_from_config
 from programs.spec import DeploymentSpec, spec_to_config
 from stacks import workspace
 from stacks.settings import REPO_ROOT, Settings
+from tests.waiting import wait_until
 
 STACK = "it-nginx"
 
@@ -92,7 +92,9 @@ def test_nginx_up_roll_inspect_destroy(settings: Settings) -> None:
     result = stack.up(on_output=lambda _line: None)
     assert result.summary.result == "succeeded"
     assert result.summary.resource_changes.get("update", 0) >= 1
-    after = _wait(lambda: (p := pods(api, namespace)) and set(p.values()) == {"nginx:1.26"} and p, 60)
+    after = wait_until(
+        "the pods on nginx:1.26", lambda: (p := pods(api, namespace)) and set(p.values()) == {"nginx:1.26"} and p, 60, 1
+    )
     assert not set(after) & set(before)
 
     # 3. The ordinary CLI, from the repository root, sees the stack and both updates.
@@ -118,16 +120,6 @@ def msgspec_replace(spec: DeploymentSpec, **changes) -> DeploymentSpec:
     import msgspec
 
     return msgspec.structs.replace(spec, **changes)
-
-
-def _wait(check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"condition not met in {timeout} s")
 
 
 def test_objects_left_by_a_killed_create_are_adopted(settings: Settings) -> None:

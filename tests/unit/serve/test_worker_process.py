@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from api.worker_process import CANNOT_RUN, MAX_PAUSE_S, STEADY_S, EventSender, r
 from persistence.db import make_engine
 from stacks.settings import REPO_ROOT
 from tests.integration.processes import free_port, process_group, start_service, wait_http
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -107,16 +108,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_for(what: str, check: Callable[[], object], timeout: float = 60) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"{what}: not within {timeout:.0f} s")
-
-
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
     """`python -m api serve` on its defaults (role `all`) in a data folder of its own."""
@@ -155,11 +146,11 @@ def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_g
     service: tuple[subprocess.Popen[bytes], dict[str, str], Path],
 ) -> None:
     proc, env, data = service
-    (child,) = _wait_for("the worker process", lambda: _children(proc.pid))  # type: ignore[misc]
+    (child,) = wait_until("the worker process", lambda: _children(proc.pid), 60)
     assert _cmdline(child)[-6:-2] == ["api", "worker", "--from-serve", "--events-fd"]
     assert _niceness(child) == 10
     assert _niceness(proc.pid) == 0  # the API keeps its priority
-    _wait_for("the child's worker lease", lambda: child in _lease_pids(data))
+    wait_until("the child's worker lease", lambda: child in _lease_pids(data), 60)
 
     # The child, not the API process, holds the right to run operations on this SQLite
     # file: a second worker is refused, and says why.
@@ -170,14 +161,14 @@ def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_g
 
     # kill -9 of the child: the API process starts another one.
     os.kill(child, signal.SIGKILL)
-    (again,) = _wait_for("a new worker process", lambda: [p for p in _children(proc.pid) if p != child])  # type: ignore[misc]
-    _wait_for("the new child's worker lease", lambda: again in _lease_pids(data))
+    (again,) = wait_until("a new worker process", lambda: [p for p in _children(proc.pid) if p != child], 60)
+    wait_until("the new child's worker lease", lambda: again in _lease_pids(data), 60)
     assert "died (exit code -9); starting it again" in (data / "serve.log").read_text()
 
     # kill -9 of the API process alone: its pipe closes and the child stops by itself.
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    _wait_for("the orphaned worker process stopping", lambda: not _alive(again), timeout=30)
+    wait_until("the orphaned worker process stopping", lambda: not _alive(again), 30)
     assert "the API process that started this worker is gone" in (data / "serve.log").read_text()
 
 
@@ -185,11 +176,11 @@ def test_a_signal_to_the_whole_service_stops_both_processes_and_starts_nothing_a
     service: tuple[subprocess.Popen[bytes], dict[str, str], Path],
 ) -> None:
     proc, _, data = service
-    (child,) = _wait_for("the worker process", lambda: _children(proc.pid))  # type: ignore[misc]
-    _wait_for("the child's worker lease", lambda: child in _lease_pids(data))
+    (child,) = wait_until("the worker process", lambda: _children(proc.pid), 60)
+    wait_until("the child's worker lease", lambda: child in _lease_pids(data), 60)
     os.killpg(proc.pid, signal.SIGTERM)  # what `kill -TERM -PGID`, or Ctrl+C's SIGINT, does
     assert proc.wait(30) == -signal.SIGTERM  # uvicorn ends by raising the signal again, as a server should
-    _wait_for("the worker process stopping", lambda: not _alive(child), timeout=30)
+    wait_until("the worker process stopping", lambda: not _alive(child), 30)
     assert _pgroup(proc.pid) == []
     assert "starting it again" not in (data / "serve.log").read_text()
 
@@ -202,7 +193,7 @@ def test_serve_stops_and_says_why_when_its_worker_cannot_run(tmp_path: Path) -> 
     holder = subprocess.Popen([sys.executable, "-m", "api", "worker"], cwd=REPO_ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        _wait_for("the first worker's lease", lambda: _lease_pids(tmp_path))
+        wait_until("the first worker's lease", lambda: _lease_pids(tmp_path), 60)
         served = subprocess.run([sys.executable, "-m", "api", "serve", "--port", str(free_port())], cwd=REPO_ROOT,
                                 env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     finally:
