@@ -25,7 +25,7 @@ from api.accounts.schemas import (
 from api.auth.guards import CurrentPrincipal, require_scope
 from api.auth.principal import ADMIN
 from api.auth.schemas import KeyCreate, KeyCreated, KeyOut, key_created, key_out
-from api.http.dependencies import AppSettings, DbSession
+from api.http.dependencies import AppSettings, DbSession, WriteSession
 from api.http.errors import AUTH_ERRORS, error_responses
 from api.ids import MAX_ID, IdParam
 from persistence import accounts as q
@@ -48,11 +48,11 @@ class AdminController(Controller):
     tags = ["admin"]  # noqa: RUF012
 
     @post("/users", status_code=201, sync_to_thread=True, responses=errors(409))
-    def create_user(self, data: JSONBody[UserCreate], db_session: DbSession) -> UserOut:
+    def create_user(self, data: JSONBody[UserCreate], write_session: WriteSession) -> UserOut:
         user = accounts.create_user(
-            db_session, data.name, password=data.password, is_admin=data.is_admin, tier=data.tier
+            write_session, data.name, password=data.password, is_admin=data.is_admin, tier=data.tier
         )
-        db_session.commit()
+        write_session.commit()
         return user_out(user)
 
     @get("/users", sync_to_thread=True, responses=AUTH_ERRORS)
@@ -60,18 +60,18 @@ class AdminController(Controller):
         return [user_out(u) for u in q.list_users(db_session)]
 
     @put("/users/{user_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
-    def change_user_tier(self, user_id: IdParam, data: JSONBody[TierChange], db_session: DbSession) -> UserOut:
+    def change_user_tier(self, user_id: IdParam, data: JSONBody[TierChange], write_session: WriteSession) -> UserOut:
         """Writes a `tier.changed` billing event when the tier actually changes."""
-        user = accounts.require_user(db_session, user_id)
-        accounts.change_user_tier(db_session, user, data.tier)
-        db_session.commit()
+        user = accounts.require_user(write_session, user_id)
+        accounts.change_user_tier(write_session, user, data.tier)
+        write_session.commit()
         return user_out(user)
 
     @post("/teams", status_code=201, sync_to_thread=True, responses=errors(404, 409))
-    def create_team(self, data: JSONBody[TeamCreate], db_session: DbSession) -> TeamOut:
-        owner = accounts.require_user(db_session, data.owner_user_id)
-        team = accounts.create_team(db_session, data.name, owner=owner, tier=data.tier)
-        db_session.commit()
+    def create_team(self, data: JSONBody[TeamCreate], write_session: WriteSession) -> TeamOut:
+        owner = accounts.require_user(write_session, data.owner_user_id)
+        team = accounts.create_team(write_session, data.name, owner=owner, tier=data.tier)
+        write_session.commit()
         return team_out(team)
 
     @get("/teams", sync_to_thread=True, responses=AUTH_ERRORS)
@@ -80,12 +80,12 @@ class AdminController(Controller):
 
     @put("/teams/{team_id:int}/tier", sync_to_thread=True, responses=AUTH_ERRORS)
     def change_team_tier(
-        self, team_id: IdParam, data: JSONBody[TierChange], principal: CurrentPrincipal, db_session: DbSession
+        self, team_id: IdParam, data: JSONBody[TierChange], principal: CurrentPrincipal, write_session: WriteSession
     ) -> TeamOut:
-        team = accounts.require_team(db_session, team_id)
-        actor = q.get_user(db_session, principal.user_id)
-        accounts.change_team_tier(db_session, team, data.tier, actor=actor)
-        db_session.commit()
+        team = accounts.require_team(write_session, team_id)
+        actor = q.get_user(write_session, principal.user_id)
+        accounts.change_team_tier(write_session, team, data.tier, actor=actor)
+        write_session.commit()
         return team_out(team)
 
     @get("/teams/{team_id:int}/members", sync_to_thread=True, responses=AUTH_ERRORS)
@@ -97,30 +97,30 @@ class AdminController(Controller):
         ]
 
     @post("/teams/{team_id:int}/members", status_code=200, sync_to_thread=True, responses=errors(404, 409))
-    def set_member(self, team_id: IdParam, data: JSONBody[MemberSet], db_session: DbSession) -> MemberOut:
+    def set_member(self, team_id: IdParam, data: JSONBody[MemberSet], write_session: WriteSession) -> MemberOut:
         """Add a member, or change the role of an existing one."""
-        team = accounts.require_team(db_session, team_id)
-        user = accounts.require_user(db_session, data.user_id)
-        member = accounts.set_team_member(db_session, team, user, data.role)
-        db_session.commit()
+        team = accounts.require_team(write_session, team_id)
+        user = accounts.require_user(write_session, data.user_id)
+        member = accounts.set_team_member(write_session, team, user, data.role)
+        write_session.commit()
         return MemberOut(team_id=team.id, user_id=user.id, user_name=user.name, role=member.role)  # type: ignore[arg-type]
 
     @delete(
         "/teams/{team_id:int}/members/{user_id:int}", status_code=204, sync_to_thread=True, responses=errors(404, 409)
     )
-    def remove_member(self, team_id: IdParam, user_id: IdParam, db_session: DbSession) -> None:
-        team = accounts.require_team(db_session, team_id)
-        user = accounts.require_user(db_session, user_id)
-        accounts.remove_team_member(db_session, team, user)
-        db_session.commit()
+    def remove_member(self, team_id: IdParam, user_id: IdParam, write_session: WriteSession) -> None:
+        team = accounts.require_team(write_session, team_id)
+        user = accounts.require_user(write_session, user_id)
+        accounts.remove_team_member(write_session, team, user)
+        write_session.commit()
 
     @post("/keys", status_code=201, sync_to_thread=True, responses=errors(404, 409))
-    def create_key(self, data: JSONBody[KeyCreate], db_session: DbSession, settings: AppSettings) -> KeyCreated:
+    def create_key(self, data: JSONBody[KeyCreate], write_session: WriteSession, settings: AppSettings) -> KeyCreated:
         """The full key is in this response only; it is stored as a hash. 409 `key_limit`
         when the user already holds SHIPSTACK_MAX_API_KEYS live keys."""
-        user = accounts.require_user(db_session, data.user_id)
+        user = accounts.require_user(write_session, data.user_id)
         row, plaintext = accounts.issue_api_key(
-            db_session,
+            write_session,
             user,
             scopes=data.scopes,
             name=data.name,
@@ -128,7 +128,7 @@ class AdminController(Controller):
             expires_at=accounts.expiry_from_days(data.expires_days),
             max_keys=settings.auth.max_api_keys,
         )
-        db_session.commit()
+        write_session.commit()
         return key_created(row, plaintext, utcnow())
 
     @get("/keys", sync_to_thread=True, responses=AUTH_ERRORS)
@@ -141,9 +141,9 @@ class AdminController(Controller):
         return [key_out(k, now) for k in list_keys(db_session, user_id=user_id)]
 
     @post("/keys/{prefix:str}/revoke", status_code=200, sync_to_thread=True, responses=AUTH_ERRORS)
-    def revoke_key(self, prefix: FromPath[str], db_session: DbSession) -> KeyOut:
-        key = accounts.revoke_api_key(db_session, prefix)
-        db_session.commit()
+    def revoke_key(self, prefix: FromPath[str], write_session: WriteSession) -> KeyOut:
+        key = accounts.revoke_api_key(write_session, prefix)
+        write_session.commit()
         return key_out(key, utcnow())
 
     @get("/billing/events", sync_to_thread=True, responses=AUTH_ERRORS)

@@ -41,7 +41,7 @@ from api.auth.middleware import CSRF_FORM_FIELD, FORM_TYPES, PUBLIC
 from api.auth.schemas import KeyCreated, KeyOut, LoginRequest, LoginResponse, OwnKeyCreate, WhoAmI
 from api.errors import Forbidden, Invalid, RateLimited
 from api.http.context import context_of
-from api.http.dependencies import AppSettings, DbSession
+from api.http.dependencies import AppSettings, DbSession, WriteSession
 from api.http.document import BODY
 from api.http.errors import AUTH_ERRORS, error_responses
 from stacks.settings import AuthSettings, Settings
@@ -137,9 +137,9 @@ async def login(request: Request[Any, Any, Any], settings: AppSettings) -> Respo
     summary="End the cookie session (a no-op for API keys)",
 )
 def logout(
-    principal: CurrentPrincipal, db_session: DbSession, settings: AppSettings, next: FromQuery[str | None] = None
+    principal: CurrentPrincipal, write_session: WriteSession, settings: AppSettings, next: FromQuery[str | None] = None
 ) -> Response[None]:
-    sessions.close_session(db_session, principal)
+    sessions.close_session(write_session, principal)
     cookies = _cookies(settings.auth, "", "", 0)
     target = sessions.safe_next(next)
     if target:
@@ -165,10 +165,10 @@ _KEY_ROUTE = {"guards": [require_authenticated()], "responses": AUTH_ERRORS, "sy
 @post("/api/keys", status_code=201, summary="Create an API key for yourself; shown in this response only",
       **{**_KEY_ROUTE, "responses": {**AUTH_ERRORS, **error_responses(409)}})  # fmt: skip
 def create_own_key(
-    data: JSONBody[OwnKeyCreate], principal: CurrentPrincipal, db_session: DbSession, settings: AppSettings
+    data: JSONBody[OwnKeyCreate], principal: CurrentPrincipal, write_session: WriteSession, settings: AppSettings
 ) -> KeyCreated:
     """409 `key_limit` when you already hold SHIPSTACK_MAX_API_KEYS live keys."""
-    return keys.create_own_key(db_session, principal, data, settings.auth.max_api_keys)
+    return keys.create_own_key(write_session, principal, data, settings.auth.max_api_keys)
 
 
 @get("/api/keys", summary="Your API keys (prefixes and metadata, never the keys)", **_KEY_ROUTE)
@@ -177,8 +177,8 @@ def list_own_keys(principal: CurrentPrincipal, db_session: DbSession) -> list[Ke
 
 
 @post("/api/keys/{prefix:str}/revoke", status_code=200, summary="Revoke one of your API keys", **_KEY_ROUTE)
-def revoke_own_key(prefix: FromPath[str], principal: CurrentPrincipal, db_session: DbSession) -> KeyOut:
-    return keys.revoke_own_key(db_session, principal, prefix)
+def revoke_own_key(prefix: FromPath[str], principal: CurrentPrincipal, write_session: WriteSession) -> KeyOut:
+    return keys.revoke_own_key(write_session, principal, prefix)
 
 
 ROUTES = [login, logout, me, create_own_key, list_own_keys, revoke_own_key]
