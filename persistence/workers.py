@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from persistence.base import utcnow
@@ -43,6 +43,10 @@ def retire(session: Session, worker_id: str) -> None:
 def live_ids(now: datetime | None = None) -> Select[tuple[str]]:
     """A subquery of the workers whose lease is current."""
     return select(Worker.id).where(Worker.heartbeat_at >= (now or utcnow()) - LEASE)
+
+
+def count_live(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(live_ids().subquery())) or 0
 
 
 def is_alive(session: Session, worker_id: str | None) -> bool:

@@ -81,6 +81,9 @@ class KeyCreated(KeyOut, kw_only=True):
 
 class Health(msgspec.Struct):
     status: Literal["ok"]
+    # Processes, on any host, running operations with a current lease. 0: writes are
+    # still accepted, and wait in the queue until one starts (monitor this).
+    workers: int
 
 
 def key_status(key: ApiKey, now: datetime) -> Literal["active", "expired", "revoked"]:

@@ -21,7 +21,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.types import ControllerRouterHandler
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from api.accounts.routes import AdminController
 from api.auth import routes as auth_routes
@@ -46,6 +46,7 @@ from api.observe import routes as observe_routes
 from api.observe.routes import close_kube
 from api.operations import routes as operation_routes
 from api.pages import routes as pages
+from persistence import workers as worker_leases
 from persistence.db import make_engine, migrate, session_factory
 from scheduler.failures import RollbackOnFailure
 from scheduler.jobs import AutoUpdateScheduler
@@ -56,15 +57,15 @@ from stacks.settings import Settings
 
 @get("/api/health", opt={PUBLIC: True}, tags=["service"], security=[{}], responses=error_responses(503))
 async def health(state: State) -> Health:
-    """Liveness and database reachability (503 if the database is down)."""
-    engine = context_of(state).db.engine
+    """Liveness and database reachability (503 if the database is down), and how many
+    processes run operations (`workers`, on every host; 0 means accepted writes wait)."""
+    reads = context_of(state).db.reads
 
-    def ping() -> None:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+    def count_workers() -> int:
+        with reads() as db:
+            return worker_leases.count_live(db)
 
-    await anyio.to_thread.run_sync(ping)
-    return Health(status="ok")
+    return Health(status="ok", workers=await anyio.to_thread.run_sync(count_workers))
 
 
 @get(SCHEMA_PATH, opt={PUBLIC: True}, include_in_schema=False, media_type=MediaType.JSON)

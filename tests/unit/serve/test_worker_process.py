@@ -5,14 +5,17 @@ started again when it dies, and gone once the API process is, however that died.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from sqlalchemy import text
@@ -108,8 +111,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+class Served(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    data: Path
+    port: int
+
+
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str], Path]]:
+def service(tmp_path: Path) -> Iterator[Served]:
     """`python -m api serve` on its defaults (role `all`) in a data folder of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPSTACK_", "PULUMI_BACKEND"))}
     env |= {"SHIPSTACK_DATA": str(tmp_path), "SHIPSTACK_WORKERS": "2", "SHIPSTACK_DRIFT_INTERVAL": "0"}
@@ -117,7 +127,7 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str,
     proc = start_service(env, port, tmp_path / "serve.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/api/health")
-        yield proc, env, tmp_path
+        yield Served(proc, env, tmp_path, port)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -143,14 +153,16 @@ def _lease_pids(data: Path) -> set[int]:
 
 
 def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_gone_with_the_api(
-    service: tuple[subprocess.Popen[bytes], dict[str, str], Path],
+    service: Served,
 ) -> None:
-    proc, env, data = service
+    proc, env, data, port = service
     (child,) = wait_until("the worker process", lambda: _children(proc.pid), 60)
     assert _cmdline(child)[-6:-2] == ["api", "worker", "--from-serve", "--events-fd"]
     assert _niceness(child) == 10
     assert _niceness(proc.pid) == 0  # the API keeps its priority
     wait_until("the child's worker lease", lambda: child in _lease_pids(data), 60)
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10).read())
+    assert health == {"status": "ok", "workers": 1}
 
     # The child, not the API process, holds the right to run operations on this SQLite
     # file: a second worker is refused, and says why.
@@ -173,9 +185,9 @@ def test_serve_runs_operations_in_a_niced_child_started_again_when_it_dies_and_g
 
 
 def test_a_signal_to_the_whole_service_stops_both_processes_and_starts_nothing_again(
-    service: tuple[subprocess.Popen[bytes], dict[str, str], Path],
+    service: Served,
 ) -> None:
-    proc, _, data = service
+    proc, _, data, _ = service
     (child,) = wait_until("the worker process", lambda: _children(proc.pid), 60)
     wait_until("the child's worker lease", lambda: child in _lease_pids(data), 60)
     os.killpg(proc.pid, signal.SIGTERM)  # what `kill -TERM -PGID`, or Ctrl+C's SIGINT, does

@@ -100,6 +100,17 @@ def test_an_operation_its_live_worker_stopped_renewing_is_requeued(sessions: ses
     assert _op(sessions, op_id).status == OperationStatus.QUEUED
 
 
+def test_the_live_count_health_reports_leaves_out_expired_and_retired_leases(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s, s.begin():
+        for worker_id in ("fresh", "stale", "retired", "late"):
+            workers.register(s, worker_id, "host-a", 10)
+        s.execute(update(Worker).where(Worker.id == "stale").values(heartbeat_at=utcnow() - timedelta(seconds=31)))
+        s.execute(update(Worker).where(Worker.id == "late").values(heartbeat_at=utcnow() - timedelta(seconds=25)))
+        workers.retire(s, "retired")
+    with sessions() as s:
+        assert workers.count_live(s) == 2  # fresh, and late (three missed heartbeats make it dead, not two)
+
+
 def test_renewing_a_forgotten_lease_makes_it_again(sessions: sessionmaker[Session]) -> None:
     with sessions() as s, s.begin():
         workers.renew(s, "w1", "host-a", 10)
