@@ -78,3 +78,16 @@ def _account_and_key_writes(client: TestClient, root: dict[str, str], round_: in
     assert login.status_code == 200, login.text
     out = client.post("/api/auth/logout", headers={"X-CSRF-Token": login.json()["csrf_token"]})
     assert out.status_code == 204, out.text
+
+
+def test_no_handler_that_may_write_takes_the_read_session(client: TestClient) -> None:
+    """`db_session` (deferred) is for reads: a POST, PUT, PATCH or DELETE handler
+    that took it would bring back the failure above."""
+    writers = [
+        f"{sorted(handler.http_methods)} {route.path}"
+        for route in client.app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if handler.http_methods - {"GET", "HEAD", "OPTIONS"}
+        and "db_session" in handler.parsed_fn_signature.parameters
+    ]
+    assert writers == []
