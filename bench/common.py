@@ -113,7 +113,7 @@ def make_user(env: dict[str, str], name: str, scopes: Sequence[str] = READ_WRITE
     migrate(url)
     engine = make_engine(url)
     try:
-        with session_factory(engine)() as db:
+        with session_factory(engine, immediate=True)() as db:  # the service may be writing
             user = accounts.create_user(db, name, password=None)
             _, key = accounts.issue_api_key(db, db.get(User, user.id), scopes=list(scopes))
             db.commit()

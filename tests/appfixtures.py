@@ -80,5 +80,7 @@ def db_factory(client: TestClient[Litestar]) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def seed(db_factory: sessionmaker[Session]) -> Seed:
-    return Seed(db_factory)
+def seed(client: TestClient[Litestar]) -> Seed:
+    # Immediate transactions: seeding reads before it writes, and may run beside the
+    # app's own writers.
+    return Seed(context_of(client.app.state).db.writes)

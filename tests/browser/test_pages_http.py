@@ -58,7 +58,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(client: TestClient[Any]) -> None
 
 
 def test_pages_of_a_signed_in_user(client: TestClient[Any]) -> None:
-    seed = Seed(context_of(client.app.state).db.reads)
+    seed = Seed(context_of(client.app.state).db.writes)
     alice = seed.user("alice", password=PASSWORD)
     bob = seed.user("bob", password=PASSWORD)
     team = seed.team("blue", alice)
@@ -97,7 +97,7 @@ def test_pages_of_a_signed_in_user(client: TestClient[Any]) -> None:
 
 
 def test_delete_and_sign_out_forms_need_the_csrf_field(client: TestClient[Any]) -> None:
-    seed = Seed(context_of(client.app.state).db.reads)
+    seed = Seed(context_of(client.app.state).db.writes)
     alice = seed.user("alice", password=PASSWORD)
     seed.deployment("alice-web", alice, status="Ready", visibility="public")
     csrf = _sign_in(client, "alice")
@@ -126,7 +126,7 @@ def test_every_script_the_pages_load_is_served_as_javascript_with_the_headers(cl
     headers. Every script in static/ is loaded by some page."""
     from api.pages.routes import STATIC_DIR
 
-    seed = Seed(context_of(client.app.state).db.reads)
+    seed = Seed(context_of(client.app.state).db.writes)
     alice = seed.user("alice", password=PASSWORD)
     seed.deployment("alice-web", alice, status="Ready", visibility="public")
     detail = [f"/static/detail/{section}.js" for section in ("operations", "status", "config", "auto-update", "logs")]
@@ -160,7 +160,7 @@ def test_every_script_the_pages_load_is_served_as_javascript_with_the_headers(cl
 def test_every_page_response_carries_the_security_headers(client: TestClient[Any]) -> None:
     """Pages, their error pages, redirects to /login and the static files: nosniff, a
     CSP that forbids framing, a same-origin Referrer-Policy; pages are never cached."""
-    seed = Seed(context_of(client.app.state).db.reads)
+    seed = Seed(context_of(client.app.state).db.writes)
     seed.user("alice", password=PASSWORD)
 
     def check(path: str, *, page: bool) -> None:

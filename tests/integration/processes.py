@@ -79,7 +79,7 @@ def seed_database(url: str, user: str) -> str:
     engine = make_engine(url)
     try:
         migrate(engine)
-        with session_factory(engine)() as s, s.begin():
+        with session_factory(engine, immediate=True)() as s, s.begin():  # the service may be writing
             row = add_user(s, user, password_hash=None)
             key, prefix, digest = new_api_key()
             add_key(s, prefix=prefix, secret_hash=digest, name=user, user_id=row.id,

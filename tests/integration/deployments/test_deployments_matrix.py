@@ -75,7 +75,7 @@ def deployments_client(app_settings: Settings) -> Iterator[TestClient[Litestar]]
 
 def test_every_deployment_route_against_every_credential(deployments_client: TestClient[Litestar]) -> None:
     app = deployments_client.app
-    seed = Seed(context_of(app.state).db.reads)
+    seed = Seed(context_of(app.state).db.writes)
     root = seed.user("root", admin=True)
     mallory = seed.user("mallory")
     eve = seed.user("eve")
@@ -109,7 +109,7 @@ def test_every_deployment_route_against_every_credential(deployments_client: Tes
 
 
 def test_writes_and_errors_never_echo_secrets(deployments_client: TestClient[Litestar]) -> None:
-    seed = Seed(context_of(deployments_client.app.state).db.reads)
+    seed = Seed(context_of(deployments_client.app.state).db.writes)
     root = seed.user("root", admin=True)
     key = seed.key(root, (READ, WRITE))
     h = bearer(key)

@@ -87,7 +87,6 @@ def test_no_handler_that_may_write_takes_the_read_session(client: TestClient) ->
         f"{sorted(handler.http_methods)} {route.path}"
         for route in client.app.routes
         for handler in getattr(route, "route_handlers", [])
-        if handler.http_methods - {"GET", "HEAD", "OPTIONS"}
-        and "db_session" in handler.parsed_fn_signature.parameters
+        if handler.http_methods - {"GET", "HEAD", "OPTIONS"} and "db_session" in handler.parsed_fn_signature.parameters
     ]
     assert writers == []
