@@ -6,7 +6,6 @@ import io
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from api.cli import main
 from persistence.db import make_engine
 from stacks.settings import Settings
+from tests.concurrent import busy_writer
 from tests.seed import MakeClient, bearer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,22 +117,10 @@ def test_bootstrap_succeeds_while_another_process_keeps_writing(
     with "database is locked" because a commit landed between its read and its write."""
     assert main(["migrate"], settings=app_settings) == 0
     engine = make_engine(app_settings.service.database_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE noise (n INTEGER)")
-    stop = threading.Event()
-
-    def keep_writing() -> None:
-        while not stop.is_set():
-            with engine.begin() as conn:
-                conn.exec_driver_sql("INSERT INTO noise VALUES (1)")
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
     try:
-        code, out, err = run(app_settings, capsys, "bootstrap")
+        with busy_writer(engine):
+            code, out, err = run(app_settings, capsys, "bootstrap")
     finally:
-        stop.set()
-        writer.join()
         engine.dispose()
     assert code == 0, err
     assert out.strip().startswith("ssk_")

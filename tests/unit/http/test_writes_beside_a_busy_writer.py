@@ -6,42 +6,17 @@ a commit lands between its read and its write."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from litestar.testing import TestClient
 
 from api.auth.principal import ADMIN, READ
 from api.http.context import context_of
+from tests.concurrent import busy_writer
 from tests.seed import Seed, bearer
-
-
-@contextmanager
-def busy_writer(client: TestClient) -> Iterator[None]:
-    """Another connection committing as fast as it can."""
-    engine = context_of(client.app.state).db.engine
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE noise (n INTEGER)")
-    stop = threading.Event()
-
-    def keep_writing() -> None:
-        while not stop.is_set():
-            with engine.begin() as conn:
-                conn.exec_driver_sql("INSERT INTO noise VALUES (1)")
-
-    writer = threading.Thread(target=keep_writing, name="busy-writer")
-    writer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        writer.join()
 
 
 def test_account_and_key_writes_succeed_beside_a_busy_writer(client: TestClient, seed: Seed) -> None:
     root = bearer(seed.key(seed.user("root", admin=True), (ADMIN,)))
-    with busy_writer(client):
+    with busy_writer(context_of(client.app.state).db.engine):
         for round_ in range(3):
             _account_and_key_writes(client, root, round_)
 
