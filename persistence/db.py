@@ -24,6 +24,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_BEGIN_OPTION = "shipstack_sqlite_begin"
 # Any fixed 64-bit number; serialises concurrent `migrate()` calls on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x5348_4950_5354_4B21
+# Another: serialises `bootstrap` (first admin) across replicas starting at once.
+BOOTSTRAP_LOCK_ID = 0x5348_4950_5354_4B22
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -83,6 +85,15 @@ def session_factory(engine: Engine, *, immediate: bool = False) -> sessionmaker[
     """
     bind = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}) if immediate else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def one_at_a_time(session: Session, lock_id: int) -> None:
+    """Until `session`'s transaction ends, other callers with the same `lock_id` wait:
+    for a check-then-insert that must not run twice at once. PostgreSQL: an advisory
+    transaction lock. SQLite: nothing to do when the session begins IMMEDIATE, as
+    one writer at a time is all SQLite allows."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def alembic_config(connection: Connection) -> Any:

@@ -17,6 +17,7 @@ from api.errors import Conflict, Invalid, NotFound
 from persistence import accounts as q
 from persistence.base import utcnow
 from persistence.billing import record_billing_event
+from persistence.db import BOOTSTRAP_LOCK_ID, one_at_a_time
 from persistence.keys import add_key, count_live_keys, get_key_by_prefix, revoke_key
 from persistence.models import TEAM_ROLES, TIERS, ApiKey, Team, TeamMember, User
 
@@ -183,7 +184,9 @@ BOOTSTRAP_SCOPES = (READ, WRITE, ADMIN)
 
 
 def bootstrap_admin(db: Session, name: str = "admin") -> tuple[User, str] | None:
-    """On a database with no users: the first admin and a full-scope key, else None."""
+    """On a database with no users: the first admin and a full-scope key, else None.
+    Replicas starting at once take turns, so one creates it and the rest find it."""
+    one_at_a_time(db, BOOTSTRAP_LOCK_ID)
     if q.count_users(db) > 0:
         return None
     user = create_user(db, name, password=None, is_admin=True)

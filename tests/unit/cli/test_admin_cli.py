@@ -13,7 +13,7 @@ import pytest
 from api.cli import main
 from persistence.db import make_engine
 from stacks.settings import Settings
-from tests.concurrent import busy_writer
+from tests.concurrent import busy_writer, errors_when_run_at_once
 from tests.seed import MakeClient, bearer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -124,3 +124,20 @@ def test_bootstrap_succeeds_while_another_process_keeps_writing(
         engine.dispose()
     assert code == 0, err
     assert out.strip().startswith("ssk_")
+
+
+def test_replicas_bootstrapping_at_once_make_one_admin_and_all_start(app_settings: Settings) -> None:
+    """Several `serve` replicas starting together on an empty database each run
+    bootstrap: one creates the admin, the others find it, and none fails."""
+    assert main(["migrate"], settings=app_settings) == 0
+    codes: list[int] = []
+    errors = errors_when_run_at_once(lambda: codes.append(main(["bootstrap"], settings=app_settings)), 4)
+    assert errors == []
+    assert codes == [0, 0, 0, 0]
+    engine = make_engine(app_settings.service.database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT name FROM users").scalars().all() == ["admin"]
+            assert conn.exec_driver_sql("SELECT count(*) FROM api_keys").scalar() == 1
+    finally:
+        engine.dispose()
