@@ -12,6 +12,11 @@ def get_user(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
 
 
+def lock_user(session: Session, user_id: int) -> None:
+    """Holds the user's row until the transaction ends: others that lock it wait."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 def get_user_by_name(session: Session, name: str) -> User | None:
     return session.scalar(select(User).where(User.name == name))
 

@@ -147,6 +147,10 @@ def issue_api_key(
             raise Invalid(f"User '{user.name}' is not in team {team_id}", "bad_request")
     if expires_at is not None and expires_at <= utcnow():
         raise Invalid("Expiry must be in the future", "bad_request")
+    if max_keys is not None:
+        # The user's row locked (PostgreSQL; SQLite's immediate transaction is one
+        # writer already): requests at once for the last slot count one at a time.
+        q.lock_user(db, user.id)
     if max_keys is not None and count_live_keys(db, user.id, utcnow()) >= max_keys:
         raise Conflict(
             f"User '{user.name}' already holds {max_keys} live API keys, the most one user may "

@@ -12,9 +12,15 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.accounts import service as accounts
 from api.auth.principal import ADMIN, READ, WRITE
-from persistence.models import ApiKey
+from api.errors import Conflict
+from api.http.context import context_of
+from persistence.base import utcnow
+from persistence.keys import count_live_keys
+from persistence.models import ApiKey, User
 from stacks.settings import Settings
+from tests.concurrent import errors_when_run_at_once
 from tests.seed import Seed, bearer
 
 LIMIT = 3
@@ -64,3 +70,25 @@ def test_expired_keys_do_not_count_and_the_admin_route_keeps_the_limit_too(
     refused = client.post("/api/admin/keys", json={"user_id": dave.id, "scopes": [READ]}, headers=bearer(admin))
     assert refused.status_code == 409 and refused.json()["code"] == "key_limit", refused.text
     assert "'dave'" in refused.json()["error"]
+
+
+def test_keys_asked_for_at_once_stop_at_the_limit(client: TestClient[Litestar], seed: Seed) -> None:
+    """Six requests for the last free slot, at once (from several replicas, say): one
+    key is made, the other five are refused, and the user holds the limit, not more."""
+    bob = seed.user("bob")
+    for _ in range(LIMIT - 1):
+        seed.key(bob)
+    writes = context_of(client.app.state).db.writes
+    made: list[str] = []
+
+    def ask() -> None:
+        with writes() as db:
+            _, key = accounts.issue_api_key(db, db.get(User, bob.id), scopes=[READ], max_keys=LIMIT)
+            db.commit()
+            made.append(key)
+
+    errors = errors_when_run_at_once(ask, 6)
+    assert len(made) == 1
+    assert len(errors) == 5 and all(isinstance(e, Conflict) and e.code == "key_limit" for e in errors)
+    with writes() as db:
+        assert count_live_keys(db, bob.id, utcnow()) == LIMIT
