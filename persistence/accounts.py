@@ -17,6 +17,11 @@ def lock_user(session: Session, user_id: int) -> None:
     session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
+def lock_team(session: Session, team_id: int) -> None:
+    """Holds the team's row until the transaction ends: others that lock it wait."""
+    session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+
+
 def get_user_by_name(session: Session, name: str) -> User | None:
     return session.scalar(select(User).where(User.name == name))
 

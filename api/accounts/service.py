@@ -89,6 +89,9 @@ def remove_team_member(db: Session, team: Team, user: User) -> None:
 
 
 def _keep_an_owner(db: Session, team: Team) -> None:
+    # The team's row locked first: two owners removed at once are counted in turn,
+    # so one of them stays (PostgreSQL; SQLite's immediate transaction is one writer).
+    q.lock_team(db, team.id)
     if q.count_owners(db, team.id) <= 1:
         raise Conflict(f"Team '{team.name}' must keep at least one owner")
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from litestar.testing import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
+from api.accounts import service as accounts
 from api.auth.principal import ADMIN, READ, WRITE
-from persistence.accounts import get_user_by_name
+from api.errors import Conflict
+from api.http.context import context_of
+from persistence.accounts import count_owners, get_user_by_name
 from persistence.billing import record_billing_event
-from persistence.models import User
+from persistence.models import Team, User
+from tests.concurrent import errors_when_run_at_once
 from tests.seed import Seed, bearer
 
 
@@ -113,3 +118,32 @@ def test_admin_key_management(client: TestClient, seed: Seed) -> None:
     assert client.post(f"/api/admin/keys/{made['prefix']}/revoke", headers=h).json()["status"] == "revoked"
     assert client.get("/api/auth/me", headers=bearer(made["key"])).status_code == 401
     assert client.post("/api/admin/keys/ssk_00000000/revoke", headers=h).status_code == 404
+
+
+def test_a_team_keeps_an_owner_when_its_owners_are_removed_at_once(client: TestClient, seed: Seed) -> None:
+    """Two admins (or replicas) each removing one of a team's two owners at once: one
+    removal goes through, the other is refused, and the team keeps an owner."""
+    writes = context_of(client.app.state).db.writes
+    bob, carol = seed.user("bob"), seed.user("carol")
+    for round_ in range(5):
+        team = seed.team(f"red{round_}", bob)
+        with writes() as db:
+            accounts.set_team_member(db, db.get(Team, team.id), db.get(User, carol.id), "owner")
+            db.commit()
+        errors = _remove_at_once(writes, team.id, [bob.id, carol.id])
+        assert [type(e) for e in errors] == [Conflict], errors
+        with writes() as db:
+            assert count_owners(db, team.id) == 1
+
+
+def _remove_at_once(writes: sessionmaker[Session], team_id: int, user_ids: list[int]) -> list[BaseException]:
+    """Each member in `user_ids` removed from the team by a thread of its own, all at once."""
+    leaving = iter(user_ids)
+
+    def remove() -> None:
+        user_id = next(leaving)
+        with writes() as db:
+            accounts.remove_team_member(db, accounts.require_team(db, team_id), accounts.require_user(db, user_id))
+            db.commit()
+
+    return errors_when_run_at_once(remove, len(user_ids))
