@@ -87,13 +87,14 @@ def session_factory(engine: Engine, *, immediate: bool = False) -> sessionmaker[
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
-def one_at_a_time(session: Session, lock_id: int) -> None:
-    """Until `session`'s transaction ends, other callers with the same `lock_id` wait:
-    for a check-then-insert that must not run twice at once. PostgreSQL: an advisory
-    transaction lock. SQLite: nothing to do when the session begins IMMEDIATE, as
-    one writer at a time is all SQLite allows."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+def one_at_a_time(conn: Connection, lock_id: int) -> None:
+    """Until `conn`'s transaction ends, other callers with the same `lock_id` wait: for
+    work that must not run twice at once (a migration, a check-then-insert; from a
+    Session, pass `session.connection()`). PostgreSQL: an advisory transaction lock.
+    SQLite: nothing to do when the transaction begins IMMEDIATE, as one writer at a
+    time is all SQLite allows."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def alembic_config(connection: Connection) -> Any:
@@ -145,9 +146,7 @@ def migrate(url: str | URL | Engine, revision: str = "head") -> None:
                     check_sqlite_foreign_keys(conn)
         else:
             with engine.connect() as conn, conn.begin():
-                if engine.dialect.name == "postgresql":
-                    lock = text("SELECT pg_advisory_xact_lock(:id)")
-                    conn.execute(lock, {"id": _MIGRATION_LOCK_ID})
+                one_at_a_time(conn, _MIGRATION_LOCK_ID)
                 command.upgrade(alembic_config(conn), revision)
     finally:
         if not isinstance(url, Engine):

@@ -154,12 +154,12 @@ def issue_api_key(
         # The user's row locked (PostgreSQL; SQLite's immediate transaction is one
         # writer already): requests at once for the last slot count one at a time.
         q.lock_user(db, user.id)
-    if max_keys is not None and count_live_keys(db, user.id, utcnow()) >= max_keys:
-        raise Conflict(
-            f"User '{user.name}' already holds {max_keys} live API keys, the most one user may "
-            "(SHIPSTACK_MAX_API_KEYS): revoke one first",
-            "key_limit",
-        )
+        if count_live_keys(db, user.id, utcnow()) >= max_keys:
+            raise Conflict(
+                f"User '{user.name}' already holds {max_keys} live API keys, the most one user may "
+                "(SHIPSTACK_MAX_API_KEYS): revoke one first",
+                "key_limit",
+            )
     plaintext, prefix, secret_hash = new_api_key()
     row = add_key(
         db,
@@ -193,7 +193,7 @@ BOOTSTRAP_SCOPES = (READ, WRITE, ADMIN)
 def bootstrap_admin(db: Session, name: str = "admin") -> tuple[User, str] | None:
     """On a database with no users: the first admin and a full-scope key, else None.
     Replicas starting at once take turns, so one creates it and the rest find it."""
-    one_at_a_time(db, BOOTSTRAP_LOCK_ID)
+    one_at_a_time(db.connection(), BOOTSTRAP_LOCK_ID)
     if q.count_users(db) > 0:
         return None
     user = create_user(db, name, password=None, is_admin=True)
