@@ -106,6 +106,8 @@ def claim_next(
         seen.add(op.deployment_name)  # only the oldest queued operation of a deployment may start
         if tenant_limit is not None and per_tenant.get(tenant_of(op), 0) >= tenant_limit:
             continue
+        if _waits_behind(session, op):
+            continue
         batch = [op]
         if op.kind in COMPOSABLE:
             for later in candidates:
@@ -128,6 +130,21 @@ def claim_next(
         session.rollback()  # another claimer took part of it: start over next round
         return []
     return []
+
+
+def _waits_behind(session: Session, op: Operation) -> bool:
+    """Another operation of the deployment runs, or was queued before `op`. Read
+    afresh and without SKIP LOCKED, because the candidates above miss both: an older
+    one another host is claiming right now (its row is locked, so skipped), and one
+    that host committed as running after `running` was read. Without this, on
+    PostgreSQL a config change could start before its deployment's create."""
+    older = (Operation.created_at < op.created_at) | ((Operation.created_at == op.created_at) & (Operation.id < op.id))
+    ahead = select(Operation.id).where(
+        Operation.deployment_name == op.deployment_name,
+        Operation.id != op.id,
+        (Operation.status == OperationStatus.RUNNING) | ((Operation.status == OperationStatus.QUEUED) & older),
+    )
+    return session.scalar(ahead.limit(1)) is not None
 
 
 def _fenced(op_ids: list[str], token: str) -> Any:

@@ -181,3 +181,28 @@ def test_the_executor_writes_nothing_once_its_claim_is_gone(
         dep = s.get(Deployment, row.id)
         assert dep is not None, "a worker that lost its claim deleted the deployment"
         assert (dep.status, dep.last_error) == ("Ready", None)
+
+
+def test_a_later_operation_waits_while_another_host_claims_the_first(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    """Another host is mid-claim on a deployment's create (its row locked, nothing
+    committed yet): the config change queued after it is not claimed here, where
+    SKIP LOCKED hides the create; nor once the create runs. (In CI, a host read the
+    running operations just before another committed the create as running, and
+    started the config change first.)"""
+    if settings.service.database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time: no claim runs beside another")
+    row = deployment(sessions)
+    first = enqueue(sessions, row, OperationKind.CREATE)
+    enqueue(sessions, row, OperationKind.CONFIG)
+    with sessions() as other_host:
+        other_host.begin()
+        other_host.scalars(select(Operation).where(Operation.id == first).with_for_update()).one()
+        with sessions() as s, s.begin():
+            assert ops.claim_next(s, "host-b", "token-b") == []
+        other_host.rollback()
+    with sessions() as s, s.begin():
+        assert [op.id for op in ops.claim_next(s, "host-a", "token-a")] == [first]
+    with sessions() as s, s.begin():
+        assert ops.claim_next(s, "host-b", "token-b") == []
